@@ -1,0 +1,1 @@
+"""Data layer: corpora, tokenization and memory-mapped token shards."""

@@ -1,0 +1,549 @@
+"""Scorecard of the paper's headline claims C1..C14 (``results/paper/headline_claims.md``).
+
+Each :class:`Claim` has an id, the paper section, a one-line statement of what we check, the keys
+of measured quantities its check needs, the paper's numbers as text, and a check function. A
+check receives the dict of measured quantities and returns a :class:`Verdict` with a status in
+:data:`STATUSES`, our numbers as text and a note. At the miniature scales we check the
+**direction of each effect, not its magnitude**: e.g. C3 asks whether SLM beats CLM, not whether
+it beats it by 16.5 points. A claim whose inputs are absent, or which needs what this scale
+cannot measure (C5 ToRA fine-tuning, C14 the paper's hardware setup), is "not tested at this scale"
+with the reason.
+
+Inputs (keys of ``measured``; accuracies are fractions in [0, 1], losses in nats):
+
+=====  ===========================================================================================
+C1     ``category_shares``: {category: share} or the frame of ``rho.analysis.category_shares``
+C2     ``fluctuating_noise_share`` (share of noise among the most fluctuating L->L/H->H tokens),
+       ``noise_share`` (share of noise among all L->L/H->H tokens)
+C3     ``clm_avg_acc``, ``slm_avg_acc``; optional ``avg_acc_stderr`` (stderr of one average)
+C4     ``clm_curve``, ``slm_curve``: [(tokens, avg accuracy), ...] or frames with columns tokens, acc;
+       speed-up = tokens CLM needs to first reach its best accuracy / tokens SLM needs to reach it
+C6     ``general_clm_avg_acc``, ``general_slm_avg_acc``
+C7     ``selfref_clm_avg_acc``, ``selfref_lrm_avg_acc``, ``selfref_hrm_avg_acc``,
+       ``selfref_intersect_avg_acc``
+C8     ``slm_selected_loss_change``, ``clm_selected_loss_change`` (end - start loss on the tokens
+       SLM selects), ``slm_unselected_loss_change``, ``slm_downstream_loss``, ``clm_downstream_loss``
+       (final downstream loss)
+C9     ``fit_selected_a``, ``fit_unselected_a`` (``a`` of Acc = log(a L + c)); optional
+       ``fit_selected_r2``, ``fit_unselected_r2``
+C10    ``ppl_matrix``: frame [selected_at x evaluated_at] from ``rho.analysis.ppl_pivot``
+C11    ``acc_by_ratio``: {select ratio in (0, 1]: avg accuracy}
+C12    ``w2s_clm_avg_acc``, ``w2s_slm_avg_acc`` (small RM guiding a larger model)
+C13    ``target_ratio``, ``selected_frac`` (mean logged selected fraction); optional
+       ``step_time_ratio`` (SLM / CLM seconds per step)
+=====  ===========================================================================================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rho.analysis.checkpoint_ppl import is_double_descent
+from rho.analysis.errors import AnalysisInputError
+from rho.analysis.token_dynamics import CATEGORIES
+from rho.report.markdown import write_table
+
+REPRODUCED = "reproduced"
+NOT_REPRODUCED = "not reproduced"
+NOT_TESTED = "not tested at this scale"
+PARTIALLY = "partially"
+STATUSES: tuple[str, ...] = (REPRODUCED, NOT_REPRODUCED, NOT_TESTED, PARTIALLY)
+
+SCALE_NOTE = (
+    "At this scale the scorecard checks the direction of each effect (does SLM help, which way does a "
+    "loss move, where is the best ratio), not the paper's magnitudes; the paper's numbers are quoted "
+    "for reference."
+)
+#: C13: the logged selected fraction may differ from the target ratio by rounding k = ratio * n per batch.
+SELECTED_FRAC_TOL = 0.01
+#: C13: "no extra cost" holds if an SLM step takes at most this many times a CLM step.
+STEP_TIME_TOL = 1.15
+#: C11: the paper's best ratio (~60 %) counts as reproduced if our best lies in this closed range.
+BEST_RATIO_RANGE = (0.5, 0.7)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Outcome of one claim's check."""
+
+    status: str
+    ours: str
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise AnalysisInputError(f"status {self.status!r} not in {STATUSES}")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One headline claim: what it says, what its check needs, and the check."""
+
+    id: str
+    section: str
+    text: str
+    paper: str
+    needs: tuple[str, ...]
+    check: Callable[[Mapping[str, Any]], Verdict]
+
+    def evaluate(self, measured: Mapping[str, Any]) -> Verdict:
+        """Run the check, or return "not tested at this scale" naming the missing inputs."""
+        missing = [k for k in self.needs if measured.get(k) is None]
+        if missing:
+            return Verdict(NOT_TESTED, "-", f"not measured in this run: {', '.join(missing)}")
+        return self.check(measured)
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _acc(m: Mapping[str, Any], key: str) -> float:
+    v = float(m[key])
+    if not 0.0 <= v <= 1.0:
+        raise AnalysisInputError(
+            f"measured[{key!r}] = {v}: accuracies are fractions in [0, 1]; divide percentages by 100"
+        )
+    return v
+
+
+def _pp(v: float) -> str:
+    return f"{100 * v:.1f}"
+
+
+def _status_from_count(n_ok: int, n_total: int) -> str:
+    if n_ok == n_total:
+        return REPRODUCED
+    return PARTIALLY if n_ok > 0 else NOT_REPRODUCED
+
+
+def _curve(obj: Any, key: str) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(obj, pd.DataFrame):
+        cols = [c for c in ("tokens", "acc") if c not in obj.columns]
+        if cols:
+            raise AnalysisInputError(f"measured[{key!r}] frame lacks columns {cols}; need tokens, acc")
+        pts = obj[["tokens", "acc"]].to_numpy(dtype=np.float64)
+    else:
+        pts = np.asarray(obj, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 1:
+        raise AnalysisInputError(f"measured[{key!r}] must be [(tokens, acc), ...], got shape {pts.shape}")
+    pts = pts[np.argsort(pts[:, 0], kind="stable")]
+    return pts[:, 0], pts[:, 1]
+
+
+# ---------------------------------------------------------------------------------------------- checks
+
+
+def _check_c1(m: Mapping[str, Any]) -> Verdict:
+    shares = m["category_shares"]
+    if isinstance(shares, pd.DataFrame):
+        shares = dict(zip(shares["category"], shares["share"]))
+    unknown = set(shares) - set(CATEGORIES)
+    if unknown:
+        raise AnalysisInputError(f"category_shares has unknown categories {sorted(unknown)}")
+    s = {c: float(shares.get(c, 0.0)) for c in CATEGORIES}
+    order = sorted(CATEGORIES, key=lambda c: -s[c])
+    ours = ", ".join(f"{c} {100 * s[c]:.0f}%" for c in CATEGORIES)
+    if order[0] == "L->L" and order[1] == "H->L":
+        return Verdict(REPRODUCED, ours, "L->L is the largest category and H->L the second, as in the paper")
+    if order[0] == "L->L":
+        return Verdict(
+            PARTIALLY, ours, f"L->L is the largest category but {order[1]} is second (paper: H->L)"
+        )
+    return Verdict(NOT_REPRODUCED, ours, f"largest category is {order[0]} (paper: L->L)")
+
+
+def _check_c2(m: Mapping[str, Any]) -> Verdict:
+    fl, base = float(m["fluctuating_noise_share"]), float(m["noise_share"])
+    ours = f"noise is {100 * fl:.0f}% of the most fluctuating L->L/H->H tokens vs {100 * base:.0f}% of all of them"
+    if fl > 0.5 and fl > base:
+        return Verdict(REPRODUCED, ours, "fluctuating tokens are mostly noise, above the base rate")
+    if fl > base:
+        return Verdict(
+            PARTIALLY, ours, "noise is over-represented among fluctuating tokens but not a majority"
+        )
+    return Verdict(NOT_REPRODUCED, ours, "fluctuating tokens are not enriched in noise")
+
+
+def _gain_verdict(clm: float, slm: float, stderr: float | None, what: str) -> Verdict:
+    gain = slm - clm
+    ours = f"CLM {_pp(clm)}, SLM {_pp(slm)} ({'+' if gain >= 0 else ''}{_pp(gain)} pts)"
+    if gain <= 0:
+        return Verdict(NOT_REPRODUCED, ours, f"SLM does not beat CLM on {what}")
+    if stderr is not None and gain <= 2 * np.sqrt(2) * stderr:
+        return Verdict(
+            PARTIALLY, ours, f"SLM ahead on {what} but within 2 standard errors ({_pp(stderr)} pts each)"
+        )
+    return Verdict(REPRODUCED, ours, f"SLM beats CLM on {what}")
+
+
+def _check_c3(m: Mapping[str, Any]) -> Verdict:
+    se = m.get("avg_acc_stderr")
+    return _gain_verdict(
+        _acc(m, "clm_avg_acc"),
+        _acc(m, "slm_avg_acc"),
+        None if se is None else float(se),
+        "average few-shot accuracy",
+    )
+
+
+def _check_c4(m: Mapping[str, Any]) -> Verdict:
+    t_clm, a_clm = _curve(m["clm_curve"], "clm_curve")
+    t_slm, a_slm = _curve(m["slm_curve"], "slm_curve")
+    target = float(a_clm.max())
+    t_clm_reach = float(t_clm[np.argmax(a_clm >= target)])
+    reach = np.flatnonzero(a_slm >= target)
+    if reach.size == 0:
+        return Verdict(
+            NOT_REPRODUCED,
+            f"SLM never reaches CLM's best accuracy {_pp(target)}",
+            "SLM does not reach the baseline's accuracy within the run",
+        )
+    t_slm_reach = float(t_slm[reach[0]])
+    speedup = t_clm_reach / t_slm_reach if t_slm_reach > 0 else float("inf")
+    ours = (
+        f"CLM reaches its best {_pp(target)} at {t_clm_reach:.3g} tokens, SLM at {t_slm_reach:.3g} "
+        f"({speedup:.1f}x)"
+    )
+    if speedup > 1:
+        return Verdict(REPRODUCED, ours, "SLM reaches the baseline's best accuracy in fewer tokens")
+    return Verdict(NOT_REPRODUCED, ours, "SLM is not faster than CLM to the baseline's best accuracy")
+
+
+def _check_c5(m: Mapping[str, Any]) -> Verdict:
+    return Verdict(
+        NOT_TESTED, "-", "needs ToRA-69k tool-integrated fine-tuning and real MATH; outside the study"
+    )
+
+
+def _check_c6(m: Mapping[str, Any]) -> Verdict:
+    return _gain_verdict(
+        _acc(m, "general_clm_avg_acc"), _acc(m, "general_slm_avg_acc"), None, "the general benchmark average"
+    )
+
+
+def _check_c7(m: Mapping[str, Any]) -> Verdict:
+    clm = _acc(m, "selfref_clm_avg_acc")
+    arms = {k: _acc(m, f"selfref_{k}_avg_acc") for k in ("lrm", "hrm", "intersect")}
+    better = [k for k, v in arms.items() if v > clm]
+    ours = f"CLM {_pp(clm)}; " + ", ".join(f"{k} {_pp(v)}" for k, v in arms.items())
+    best_is_intersect = arms["intersect"] >= max(arms["lrm"], arms["hrm"])
+    if len(better) == 3 and best_is_intersect:
+        return Verdict(REPRODUCED, ours, "all self-reference scores beat CLM; the intersection is best")
+    if better:
+        return Verdict(PARTIALLY, ours, f"beating CLM: {better}; intersection best: {best_is_intersect}")
+    return Verdict(NOT_REPRODUCED, ours, "no self-reference score beats CLM")
+
+
+def _check_c8(m: Mapping[str, Any]) -> Verdict:
+    sel_s, sel_c = float(m["slm_selected_loss_change"]), float(m["clm_selected_loss_change"])
+    unsel = float(m["slm_unselected_loss_change"])
+    ds_s, ds_c = float(m["slm_downstream_loss"]), float(m["clm_downstream_loss"])
+    parts = {
+        "SLM lowers selected-token loss more than CLM": sel_s < sel_c,
+        "SLM's downstream loss ends lower than CLM's": ds_s < ds_c,
+        "unselected-token loss rises under SLM": unsel > 0,
+    }
+    ours = (
+        f"selected-token loss change SLM {sel_s:+.3f} vs CLM {sel_c:+.3f}; downstream loss SLM {ds_s:.3f} "
+        f"vs CLM {ds_c:.3f}; unselected-token loss change under SLM {unsel:+.3f}"
+    )
+    held = [k for k, ok in parts.items() if ok]
+    note = (
+        "holds: "
+        + ("; ".join(held) if held else "none")
+        + ". fails: "
+        + ("; ".join(k for k, ok in parts.items() if not ok) or "none")
+    )
+    return Verdict(_status_from_count(len(held), len(parts)), ours, note)
+
+
+def _check_c9(m: Mapping[str, Any]) -> Verdict:
+    a_s, a_u = float(m["fit_selected_a"]), float(m["fit_unselected_a"])
+    r2 = [m.get("fit_selected_r2"), m.get("fit_unselected_r2")]
+    ours = f"a_selected = {a_s:.3g}, a_unselected = {a_u:.3g}"
+    if all(v is not None for v in r2):
+        ours += f" (R^2 {float(r2[0]):.2f} / {float(r2[1]):.2f})"
+    ok_s, ok_u = a_s < 0, a_u > 0
+    note = (
+        "checked: accuracy rises as selected-token loss falls (a_selected < 0) and moves the other way for "
+        "unselected tokens (a_unselected > 0); App. F prints the signs the other way round, see rho.analysis.acc_fit"
+    )
+    return Verdict(_status_from_count(int(ok_s) + int(ok_u), 2), ours, note)
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    rx, ry = pd.Series(x).rank().to_numpy(), pd.Series(y).rank().to_numpy()
+    if np.ptp(rx) == 0 or np.ptp(ry) == 0:
+        return 0.0
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def _check_c10(m: Mapping[str, Any]) -> Verdict:
+    mat = m["ppl_matrix"]
+    if not isinstance(mat, pd.DataFrame) or mat.shape[0] < 2 or mat.shape[1] < 3:
+        raise AnalysisInputError(
+            "ppl_matrix must be a [selected_at x evaluated_at] frame with >= 2 rows, >= 3 columns"
+        )
+    mat = mat.sort_index().sort_index(axis=1)
+    sel = np.asarray(mat.index, dtype=np.float64)
+    early, late = _spearman(sel, mat.iloc[:, 0].to_numpy()), _spearman(sel, mat.iloc[:, -1].to_numpy())
+    n_dd = sum(is_double_descent(row) for row in mat.to_numpy())
+    order_ok = late > 0 and early < 0
+    dd_ok = n_dd * 2 >= mat.shape[0]
+    ours = (
+        f"rank corr(selecting ckpt, ppl): {early:+.2f} at the first evaluated ckpt, {late:+.2f} at the last; "
+        f"{n_dd}/{mat.shape[0]} selection rows rise then fall"
+    )
+    note = (
+        f"later-selected tokens lower early / higher late: {order_ok}; double descent in at least half the rows: "
+        f"{dd_ok}"
+    )
+    return Verdict(_status_from_count(int(order_ok) + int(dd_ok), 2), ours, note)
+
+
+def _check_c11(m: Mapping[str, Any]) -> Verdict:
+    by = {float(k): float(v) for k, v in dict(m["acc_by_ratio"]).items()}
+    if any(not 0.0 <= v <= 1.0 for v in by.values()):
+        raise AnalysisInputError(
+            "acc_by_ratio values are accuracies as fractions in [0, 1]; divide percentages by 100"
+        )
+    if len(by) < 2 or any(not 0 < k <= 1 for k in by):
+        raise AnalysisInputError("acc_by_ratio needs >= 2 ratios in (0, 1], e.g. {0.6: 0.31, 1.0: 0.27}")
+    best = max(sorted(by), key=lambda k: by[k])
+    ours = (
+        ", ".join(f"{100 * k:.0f}%: {_pp(v)}" for k, v in sorted(by.items())) + f" (best {100 * best:.0f}%)"
+    )
+    lo, hi = BEST_RATIO_RANGE
+    if best < 1.0 and lo <= best <= hi:
+        return Verdict(REPRODUCED, ours, f"best ratio within {100 * lo:.0f}-{100 * hi:.0f}%")
+    if best < 1.0:
+        return Verdict(
+            PARTIALLY, ours, "selecting beats keeping all tokens, but the best ratio is away from ~60%"
+        )
+    return Verdict(NOT_REPRODUCED, ours, "keeping all tokens (ratio 100%) is best")
+
+
+def _check_c12(m: Mapping[str, Any]) -> Verdict:
+    return _gain_verdict(
+        _acc(m, "w2s_clm_avg_acc"),
+        _acc(m, "w2s_slm_avg_acc"),
+        None,
+        "average accuracy with a smaller reference model",
+    )
+
+
+def _check_c13(m: Mapping[str, Any]) -> Verdict:
+    ratio, frac = float(m["target_ratio"]), float(m["selected_frac"])
+    t = m.get("step_time_ratio")
+    ours = f"target ratio {100 * ratio:.1f}%, selected {100 * frac:.1f}%"
+    if t is not None:
+        ours += f", SLM/CLM step time {float(t):.2f}x"
+    if abs(frac - ratio) > SELECTED_FRAC_TOL:
+        return Verdict(
+            NOT_REPRODUCED, ours, f"selected fraction differs from the ratio by more than {SELECTED_FRAC_TOL}"
+        )
+    if t is None:
+        return Verdict(PARTIALLY, ours, "selection keeps the top k%; step time not measured")
+    if float(t) > STEP_TIME_TOL:
+        return Verdict(
+            PARTIALLY,
+            ours,
+            f"selection keeps the top k% but an SLM step costs more than {STEP_TIME_TOL}x CLM",
+        )
+    return Verdict(REPRODUCED, ours, "top-k% selection at no notable extra cost per step")
+
+
+def _check_c14(m: Mapping[str, Any]) -> Verdict:
+    return Verdict(
+        NOT_TESTED,
+        "-",
+        "the paper's hardware and hyper-parameters (1B/7B, 32 H100, 1M-token batches) "
+        "define its scale; our profile's settings are in each run's config.json",
+    )
+
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim(
+        "C1",
+        "2.1, D.1",
+        "token loss categories: L->L largest, then H->L",
+        "51% L->L, 26% H->L, 11% H->H, 12% L->H",
+        ("category_shares",),
+        _check_c1,
+    ),
+    Claim(
+        "C2",
+        "2.1, D.2",
+        "fluctuating L->L / H->H tokens are mostly noise",
+        "qualitative (Figure 12)",
+        ("fluctuating_noise_share", "noise_share"),
+        _check_c2,
+    ),
+    Claim(
+        "C3",
+        "3.2, Table 1",
+        "SLM beats CLM on average few-shot accuracy",
+        "+16.5 avg (1B, 60%), +10.4 avg (7B, 70%)",
+        ("clm_avg_acc", "slm_avg_acc"),
+        _check_c3,
+    ),
+    Claim(
+        "C4",
+        "Fig 1",
+        "SLM reaches the CLM baseline's accuracy in fewer tokens",
+        "5-10x fewer tokens",
+        ("clm_curve", "slm_curve"),
+        _check_c4,
+    ),
+    Claim("C5", "3.2, Table 2", "ToRA fine-tuned RHO-1 on MATH", "40.6% (1B), 51.8% (7B)", (), _check_c5),
+    Claim(
+        "C6",
+        "3.3, Fig 5",
+        "SLM beats CLM in general-domain continual pretraining",
+        "+6.8 avg over 15 benchmarks; >10 on code and math",
+        ("general_clm_avg_acc", "general_slm_avg_acc"),
+        _check_c6,
+    ),
+    Claim(
+        "C7",
+        "3.4, Tables 3-4",
+        "self-reference selection (L_RM, H_RM, intersection) beats CLM",
+        "+2.4 (L_RM), similar (H_RM), +3.3 (intersection, 60% tokens)",
+        ("selfref_clm_avg_acc", "selfref_lrm_avg_acc", "selfref_hrm_avg_acc", "selfref_intersect_avg_acc"),
+        _check_c7,
+    ),
+    Claim(
+        "C8",
+        "3.5, Fig 6",
+        "SLM lowers selected-token and downstream loss more than CLM; unselected loss rises",
+        "qualitative over 4B tokens",
+        (
+            "slm_selected_loss_change",
+            "clm_selected_loss_change",
+            "slm_unselected_loss_change",
+            "slm_downstream_loss",
+            "clm_downstream_loss",
+        ),
+        _check_c8,
+    ),
+    Claim(
+        "C9",
+        "3.5, Fig 7, App. F",
+        "Acc = log(a L + c): opposite slope signs for selected vs unselected loss",
+        "App. F: a > 0 (selected), a < 0 (unselected) as printed",
+        ("fit_selected_a", "fit_unselected_a"),
+        _check_c9,
+    ),
+    Claim(
+        "C10",
+        "3.5, Fig 8",
+        "later-selected tokens: higher ppl late, lower early; sample-wise double descent",
+        "qualitative (checkpoints 2B..14B)",
+        ("ppl_matrix",),
+        _check_c10,
+    ),
+    Claim(
+        "C11",
+        "3.5, Fig 9",
+        "a select ratio around 60% is best",
+        "~60% best (1B, 5B tokens)",
+        ("acc_by_ratio",),
+        _check_c11,
+    ),
+    Claim(
+        "C12",
+        "App. I, Table 5",
+        "a smaller reference model still helps a larger model",
+        "+1.3 avg (1.1B RM -> Llama-2-7B, 10.5B of 15B tokens)",
+        ("w2s_clm_avg_acc", "w2s_slm_avg_acc"),
+        _check_c12,
+    ),
+    Claim(
+        "C13",
+        "2.2",
+        "SLM keeps the top k% of a batch by excess loss at no extra cost over CLM",
+        "top k% per batch; no extra cost",
+        ("target_ratio", "selected_frac"),
+        _check_c13,
+    ),
+    Claim(
+        "C14",
+        "3.1",
+        "the paper's training setup",
+        "RM 3 epochs; lr 8e-5 (1B); 1M-token batches; 32 H100",
+        (),
+        _check_c14,
+    ),
+)
+
+
+def load_claim_texts(path: str | os.PathLike | None = None) -> dict[str, str]:
+    """The paper's claim texts from ``headline_claims.md`` as {id: text}."""
+    from rho.report.paper_tables import PAPER_DIR
+
+    p = Path(path) if path is not None else PAPER_DIR / "headline_claims.md"
+    if not p.is_file():
+        raise AnalysisInputError(f"{p} is missing; copy headline_claims.md into results/paper/")
+    out = {}
+    for line in p.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and cells[0].startswith("C") and cells[0][1:].isdigit():
+            out[cells[0]] = "|".join(cells[2:]).strip()
+    return out
+
+
+def scorecard(
+    measured: Mapping[str, Any],
+    profile: str,
+    claims: Sequence[Claim] = CLAIMS,
+    claim_texts: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """Evaluate every claim on ``measured``; one row per claim.
+
+    Columns: ``id, section, claim, status, ours, paper, note, needs, profile``; ``claim`` is the
+    paper's text when ``claim_texts`` (e.g. :func:`load_claim_texts`) is given, else our summary.
+    """
+    if not profile:
+        raise AnalysisInputError(
+            "profile must name the scale of the measurements (e.g. 'mini', 'gpu', 'paper')"
+        )
+    texts = claim_texts or {}
+    rows = []
+    for c in claims:
+        v = c.evaluate(measured)
+        rows.append(
+            {
+                "id": c.id,
+                "section": c.section,
+                "claim": texts.get(c.id, c.text),
+                "status": v.status,
+                "ours": v.ours,
+                "paper": c.paper,
+                "note": v.note,
+                "needs": ", ".join(c.needs) or "-",
+                "profile": profile,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def write_scorecard(card: pd.DataFrame, out_stem: str | os.PathLike) -> tuple[Path, Path]:
+    """Write a scorecard as ``<out_stem>.csv`` and ``.md`` (atomically), stating its profile and scale note."""
+    profiles = sorted(set(card["profile"]))
+    counts = card["status"].value_counts()
+    summary = ", ".join(f"{counts.get(s, 0)} {s}" for s in STATUSES)
+    note = f"Profile: **{', '.join(profiles)}**. {summary}.\n\n{SCALE_NOTE}"
+    cols = ["id", "section", "status", "ours", "paper", "note", "claim"]
+    return write_table(
+        card[cols + [c for c in card.columns if c not in cols]],
+        out_stem,
+        title="Headline claims of Rho-1: scorecard",
+        note=note,
+    )

@@ -1,0 +1,143 @@
+"""Command line: ``python -m rho.data {build,tokenize,stats}``.
+
+python -m rho.data build --profile mini --out data/mini --seed 0
+python -m rho.data tokenize --source owm --tokenizer TinyLlama/TinyLlama_v1.1 --out data/paper/shards/owm
+python -m rho.data tokenize --mix slimpajama:6,starcoderdata:3,owm:1 --total-tokens 1e9 --tokenizer ... --out ...
+python -m rho.data stats data/mini
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def _parse_mix(text: str) -> dict[str, float]:
+    out = {}
+    for part in text.split(","):
+        name, _, w = part.partition(":")
+        if not name or not w:
+            raise SystemExit(
+                f"bad --mix entry {part!r}; write name:weight,name:weight (e.g. slimpajama:6,owm:1)"
+            )
+        out[name] = float(w)
+    return out
+
+
+def _override(text: str) -> tuple[str, Any]:
+    key, _, val = text.partition("=")
+    try:
+        return key, json.loads(val)
+    except json.JSONDecodeError:
+        return key, val
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m rho.data``."""
+    ap = argparse.ArgumentParser(
+        prog="python -m rho.data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="build the miniature world")
+    b.add_argument("--profile", default="mini")
+    b.add_argument("--out", required=True)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--overwrite", action="store_true", help="replace a world built with other settings")
+    b.add_argument(
+        "--set", action="append", default=[], metavar="FIELD=VALUE", help="override a profile field"
+    )
+    t = sub.add_parser(
+        "tokenize", help="tokenize a source (hub dataset, local files, miniature corpus) into a shard"
+    )
+    t.add_argument("--source", help="paper corpus name, hf:<name>, or a local path")
+    t.add_argument(
+        "--mix", help="name:weight,... of sources mixed by tokens (paper: slimpajama:6,starcoderdata:3,owm:1)"
+    )
+    t.add_argument("--total-tokens", type=float, default=None, help="token budget of --mix")
+    t.add_argument("--text-column", default=None)
+    t.add_argument("--limit", type=int, default=None, help="at most this many documents per source")
+    t.add_argument("--tokenizer", required=True, help="hub name or folder of a Hugging Face tokenizer")
+    t.add_argument("--out", required=True)
+    t.add_argument("--num-proc", type=int, default=1)
+    t.add_argument("--overwrite", action="store_true", help="replace a shard made with another tokenizer")
+    s = sub.add_parser("stats", help="print the corpus table of a built world")
+    s.add_argument("world")
+    args = ap.parse_args(argv)
+
+    if args.cmd == "build":
+        from rho.data.miniature.world import build_world
+
+        manifest = build_world(
+            args.out,
+            args.profile,
+            args.seed,
+            overwrite=args.overwrite,
+            **dict(_override(x) for x in args.set),
+        )
+        print(
+            json.dumps(
+                {k: {"docs": v["n_docs"], "tokens": v["n_tokens"]} for k, v in manifest["corpora"].items()},
+                indent=2,
+            )
+        )
+        return 0
+    if args.cmd == "stats":
+        from rho.data.stats import corpus_table
+
+        print(
+            corpus_table(args.world).to_markdown()
+            if _has_tabulate()
+            else corpus_table(args.world).to_string()
+        )
+        return 0
+    from dataclasses import replace
+
+    from rho.data.sources import iter_documents, mix_by_tokens, resolve_source
+    from rho.data.tokenize import tokenize_documents
+    from rho.data.tokenizer import load_tokenizer
+
+    if bool(args.source) == bool(args.mix):
+        raise SystemExit("give exactly one of --source and --mix")
+
+    def spec(name: str):
+        sp = resolve_source(name)
+        changes = {
+            k: v for k, v in (("text_column", args.text_column), ("limit", args.limit)) if v is not None
+        }
+        return replace(sp, **changes) if changes else sp
+
+    tok = load_tokenizer(args.tokenizer)
+    if args.source:
+        docs = iter_documents(spec(args.source))
+        described = {"source": args.source}
+    else:
+        weights = _parse_mix(args.mix)
+        if args.total_tokens is None:
+            raise SystemExit("--mix needs --total-tokens")
+        backend = tok.backend_tokenizer
+        docs = mix_by_tokens(
+            {n: iter_documents(spec(n)) for n in weights},
+            weights,
+            lambda x: len(backend.encode(x, add_special_tokens=False).ids),
+            int(args.total_tokens),
+        )
+        described = {"mix": weights, "total_tokens": int(args.total_tokens)}
+    shard = tokenize_documents(
+        docs, tok, args.out, num_proc=args.num_proc, overwrite=args.overwrite, source=described
+    )
+    print(json.dumps({"path": str(shard.path), "n_docs": shard.meta["n_docs"], "n_tokens": shard.n_tokens}))
+    return 0
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    sys.exit(main())

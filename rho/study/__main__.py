@@ -1,0 +1,44 @@
+"""Command line of the study's pipeline stages (called by ``dvc.yaml``)::
+
+    python -m rho.study data                 build the world of the profile
+    python -m rho.study train <run>          base | base_large | reference | a run of params.yaml
+    python -m rho.study score <scorer>       a scorer of params.yaml (e.g. rm_owm)
+    python -m rho.study evaluate <run>       evaluate a run's final model (and its snapshots)
+
+Options: ``--params params.yaml`` and ``--profile NAME`` (overrides ``profile`` in the file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rho.study import stages
+from rho.study.config import Study
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one stage."""
+    ap = argparse.ArgumentParser(prog="python -m rho.study", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("stage", choices=["data", "train", "score", "evaluate"])
+    ap.add_argument("name", nargs="?", help="run or scorer name")
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--profile", default=None)
+    args = ap.parse_args(argv)
+    study = Study.load(args.params, profile=args.profile)
+    if args.stage != "data" and not args.name:
+        ap.error(f"`{args.stage}` needs a run or scorer name")
+    if args.stage == "data":
+        stages.build_data(study)
+    elif args.stage == "train":
+        stages.train_run(study, args.name)
+    elif args.stage == "score":
+        stages.score(study, args.name)
+    else:
+        stages.evaluate_run(study, args.name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""Resolve ``params.yaml`` into paths and training configs for every run of the study.
+
+Layout (relative to the repository root)::
+
+    data/<profile>/                  the miniature world (rho.data.build_world), DVC output
+    runs/<profile>/<run>/            training runs (rho.train run directories), DVC outputs
+    scores/<profile>/<scorer>/       reference scores (rho.scoring), DVC outputs
+    evals/<profile>/<run>/           evaluation results of a run (CSV + completions), DVC outputs
+    results/<profile>/               tables, metrics and figures, tracked in git
+
+Runs come in three groups (``clm_runs``, ``slm_runs`` with the method defaults ``slm.*``, and
+``slm_variants`` that set every selection knob). Special runs besides these: ``base`` (the base model pretrained on the ``base``
+corpus: the Tinyllama analog; in the ``paper`` profile the hub model itself), ``base_large``
+(the larger base for weak-to-strong) and ``reference`` (the reference model: the base trained
+``reference.epochs`` epochs on the clean ``ref`` corpus, Sec. 3.1).
+
+Scorers: ``rm_<corpus>`` (the reference model scoring a corpus) and ``self_<corpus>`` (the CLM
+continual-pretraining model ``math_clm`` scoring its own corpus: self-reference, Sec. 3.4).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rho.train import TrainConfig
+
+SPECIAL_RUNS = ("base", "base_large", "reference")
+RUN_GROUPS = ("clm_runs", "slm_runs", "slm_variants")
+RUN_FIELDS = {
+    "clm_runs": {"part", "corpus", "base"},
+    "slm_runs": {"part", "corpus", "base", "scorer"},
+    "slm_variants": {"part", "corpus", "base", "scorer", "score", "ratio", "score2", "ratio2", "op"},
+}
+REQUIRED_FIELDS = {
+    "clm_runs": {"part", "corpus", "base"},
+    "slm_runs": {"part", "corpus", "base", "scorer"},
+    "slm_variants": {"part", "corpus", "base", "scorer", "score", "ratio"},
+}
+
+
+class StudyError(ValueError):
+    """``params.yaml`` names something that does not exist or does not fit together."""
+
+
+@dataclass
+class Study:
+    """The study's parameters, resolved for one profile, rooted at the repository."""
+
+    params: dict[str, Any]
+    root: Path
+
+    @classmethod
+    def load(cls, params_file: str | Path = "params.yaml", profile: str | None = None) -> Study:
+        """Read ``params_file``; ``profile`` overrides its ``profile`` key."""
+        path = Path(params_file).resolve()
+        if not path.is_file() and not Path(params_file).is_absolute():
+            # notebooks may run in notebooks/: look in the parent directories too
+            for parent in Path.cwd().resolve().parents:
+                if (parent / params_file).is_file():
+                    path = parent / params_file
+                    break
+        if not path.is_file():
+            raise StudyError(f"no parameters file at {path}: run from the repository root or pass params_file")
+        params = yaml.safe_load(path.read_text()) or {}
+        if profile is not None:
+            params["profile"] = profile
+        study = cls(params=params, root=path.parent)
+        study.validate()
+        return study
+
+    # ----------------------------------------------------------------- checks
+    def validate(self) -> None:
+        """Check the profile, every run spec and scorer; raise :class:`StudyError` naming the problem."""
+        for key in ("profile", "profiles", "slm", "cpt", "reference", "scorers", *RUN_GROUPS):
+            if key not in self.params:
+                raise StudyError(f"params.yaml lacks the `{key}` section")
+        if self.profile not in self.params["profiles"]:
+            raise StudyError(
+                f"unknown profile {self.profile!r}; choose one of {sorted(self.params['profiles'])}"
+            )
+        seen: set[str] = set()
+        for group in RUN_GROUPS:
+            for name, spec in (self.params[group] or {}).items():
+                where = f"run {name!r} ({group})"
+                if name in SPECIAL_RUNS or name in seen:
+                    raise StudyError(f"{where}: the name is reserved or used twice; rename it in params.yaml")
+                seen.add(name)
+                unknown = set(spec) - RUN_FIELDS[group]
+                if unknown:
+                    raise StudyError(f"{where} has unknown fields {sorted(unknown)}; allowed: {sorted(RUN_FIELDS[group])}")
+                missing = REQUIRED_FIELDS[group] - set(spec)
+                if missing:
+                    raise StudyError(f"{where} lacks {sorted(missing)}")
+                if spec["corpus"] not in ("owm", "general", "ppile"):
+                    raise StudyError(f"{where}: corpus must be owm, general or ppile, got {spec['corpus']!r}")
+                if spec["base"] not in ("base", "base_large"):
+                    raise StudyError(f"{where}: base must be base or base_large, got {spec['base']!r}")
+                if "scorer" in spec and spec["scorer"] not in self.params["scorers"]:
+                    raise StudyError(f"{where}: scorer {spec['scorer']!r} is not in params.yaml `scorers`")
+        for name, sc in self.params["scorers"].items():
+            if sc.get("model") not in ("reference", *seen):
+                raise StudyError(f"scorer {name!r}: model must be `reference` or a run name, got {sc.get('model')!r}")
+
+    # ----------------------------------------------------------------- basics
+    @property
+    def profile(self) -> str:
+        """The active profile name."""
+        return str(self.params["profile"])
+
+    @property
+    def sizes(self) -> dict[str, Any]:
+        """The active profile's sizes."""
+        return dict(self.params["profiles"][self.profile])
+
+    @property
+    def seed(self) -> int:
+        """The study seed."""
+        return int(self.params.get("seed", 0))
+
+    @property
+    def world_dir(self) -> Path:
+        """Directory of the miniature world (or of the tokenized real corpora)."""
+        return self.root / "data" / self.profile
+
+    def shard(self, corpus: str) -> Path:
+        """Token shard directory of a corpus."""
+        return self.world_dir / "shards" / corpus
+
+    @property
+    def tokenizer_dir(self) -> Path:
+        """The world's tokenizer folder."""
+        return self.world_dir / "tokenizer"
+
+    def run_dir(self, run: str) -> Path:
+        """Run directory of a training run."""
+        return self.root / "runs" / self.profile / run
+
+    def scores_dir(self, scorer: str) -> Path:
+        """Directory of reference scores ``rm_<corpus>`` or ``self_<corpus>``."""
+        return self.root / "scores" / self.profile / scorer
+
+    def eval_dir(self, run: str) -> Path:
+        """Evaluation output directory of a run."""
+        return self.root / "evals" / self.profile / run
+
+    @property
+    def results_dir(self) -> Path:
+        """Tracked results of the active profile."""
+        return self.root / "results" / self.profile
+
+    def final_model(self, run: str) -> str:
+        """Path (or hub name) of a run's final model."""
+        if run == "base" and int(self.sizes.get("base_tokens", 0)) == 0:
+            return str(self.sizes["model"])
+        if run == "base_large" and int(self.sizes.get("base_tokens", 0)) == 0:
+            return str(self.sizes["large_model"])
+        return str(self.run_dir(run) / "final")
+
+    # ----------------------------------------------------------------- runs
+    @property
+    def run_names(self) -> list[str]:
+        """Every continual-pretraining run, group by group, in file order."""
+        return [n for g in RUN_GROUPS for n in (self.params[g] or {})]
+
+    def runs_of(self, part: str) -> list[str]:
+        """Runs belonging to one part of the study (``math_cpt``, ``self_reference``, ...)."""
+        return [n for n in self.run_names if self.run_spec(n)["part"] == part]
+
+    def run_spec(self, run: str) -> dict[str, Any]:
+        """A run's spec with ``objective`` set and the method defaults (``slm.*``) filled in."""
+        for group in RUN_GROUPS:
+            if run in (self.params[group] or {}):
+                spec = copy.deepcopy(self.params[group][run])
+                spec["group"] = group
+                if group == "clm_runs":
+                    spec["objective"] = "clm"
+                else:
+                    spec["objective"] = "slm"
+                    spec.setdefault("ratio", self.params["slm"]["ratio"])
+                    spec.setdefault("score", self.params["slm"]["score"])
+                return spec
+        raise StudyError(f"unknown run {run!r}; params.yaml has {self.run_names}")
+
+    @property
+    def scorers(self) -> list[str]:
+        """Names of the reference-score sets of ``params.scorers``."""
+        return list(self.params["scorers"])
+
+    def scorer_corpus(self, scorer: str) -> str:
+        """The corpus a scorer scores."""
+        return str(self._scorer(scorer)["corpus"])
+
+    def scorer_model(self, scorer: str) -> str:
+        """The model that produces a set of scores."""
+        return self.final_model(str(self._scorer(scorer)["model"]))
+
+    def _scorer(self, scorer: str) -> dict[str, Any]:
+        if scorer not in self.params["scorers"]:
+            raise StudyError(f"unknown scorer {scorer!r}; params.yaml `scorers` has {self.scorers}")
+        return dict(self.params["scorers"][scorer])
+
+    # ----------------------------------------------------------------- configs
+    def _common(self) -> dict[str, Any]:
+        z = self.sizes
+        return dict(
+            tokenizer=str(self.tokenizer_dir),
+            block_size=int(z["block_size"]),
+            micro_batch_size=int(z["micro_batch_size"]),
+            grad_accum=int(z["grad_accum"]),
+            seed=self.seed,
+            warmup_fraction=float(self.params["cpt"]["warmup_fraction"]),
+            weight_decay=float(self.params["cpt"]["weight_decay"]),
+            grad_clip=float(self.params["cpt"]["grad_clip"]),
+            progress=True,
+        )
+
+    def _ckpt_every(self, tokens: int) -> int:
+        return max(1, tokens // int(self.sizes.get("checkpoints", 4)))
+
+    def _snapshot_every(self, tokens: int) -> int | None:
+        n = int(self.sizes.get("snapshots", 0))
+        return max(1, tokens // n) if n > 0 else None
+
+    def train_config(self, run: str) -> TrainConfig:
+        """The ``TrainConfig`` of any run (special or continual pretraining)."""
+        z = self.sizes
+        common = self._common()
+        lr = float(self.params["cpt"]["lr"])
+        min_lr = lr * float(self.params["cpt"]["min_lr_ratio"])
+        if run in ("base", "base_large"):
+            tokens = int(z["base_tokens"])
+            if tokens <= 0:
+                raise StudyError(f"profile {self.profile!r} uses a released base model: `{run}` is not trained")
+            model = z["model"] if run == "base" else z["large_model"]
+            return TrainConfig(
+                model=str(model), train_shard=str(self.shard("base")), out_dir=str(self.run_dir(run)),
+                objective="clm", max_tokens=tokens, ckpt_every_tokens=self._ckpt_every(tokens), lr=float(self.params.get("base", {}).get("lr", lr)),
+                min_lr=min_lr, **common,
+            )
+        if run == "reference":
+            from rho.data.shards import TokenShard
+
+            ref = TokenShard.open(self.shard("ref"))
+            blocks = ref.n_blocks(int(z["block_size"]))
+            tokens = int(self.params["reference"]["epochs"]) * blocks * int(z["block_size"])
+            rlr = float(self.params["reference"]["lr"])
+            return TrainConfig(
+                model=self.final_model("base"), train_shard=str(self.shard("ref")),
+                out_dir=str(self.run_dir(run)), objective="clm", max_tokens=tokens, ckpt_every_tokens=self._ckpt_every(tokens), lr=rlr,
+                min_lr=rlr * float(self.params["cpt"]["min_lr_ratio"]), **common,
+            )
+        spec = self.run_spec(run)
+        tokens = int(z["cpt_tokens"])
+        base = spec["base"]
+        kwargs: dict[str, Any] = dict(
+            model=self.final_model(base), train_shard=str(self.shard(spec["corpus"])),
+            out_dir=str(self.run_dir(run)), objective=spec["objective"], max_tokens=tokens, ckpt_every_tokens=self._ckpt_every(tokens), lr=lr,
+            min_lr=min_lr, snapshot_every_tokens=self._snapshot_every(tokens),
+            selection_scope=str(self.params["slm"].get("scope", "global")), **common,
+        )
+        if spec["objective"] != "clm":
+            kwargs.update(
+                scores=str(self.scores_dir(spec["scorer"])), ratio=float(spec["ratio"]),
+                score_kind=str(spec["score"]),
+            )
+            if "score2" in spec:
+                kwargs.update(
+                    score_kind2=str(spec["score2"]), ratio2=float(spec["ratio2"]),
+                    combine_op=str(spec.get("op", "intersection")),
+                )
+        return TrainConfig(**kwargs)

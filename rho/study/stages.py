@@ -1,0 +1,163 @@
+"""One function per pipeline stage: build data, train a run, score a corpus, evaluate a run.
+
+Each is called by ``python -m rho.study <stage> <name>`` from ``dvc.yaml`` (so a training stage
+can be launched under ``torchrun``) and can be called from a notebook.  Every output goes to the
+directories of :class:`rho.study.config.Study`, written atomically by the modules underneath.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from rho.io import atomic_dir, write_json_atomic
+from rho.study.config import Study, StudyError
+
+#: Runs whose intermediate snapshots are evaluated (Figure 1 / Figure 6 curves).
+CURVE_PARTS = ("math_cpt",)
+
+
+def build_data(study: Study, *, progress: bool = True) -> dict[str, Any]:
+    """Build the miniature world of the profile into ``data/<profile>/`` (replacing an old one)."""
+    from rho.data import build_world
+
+    world = study.sizes["world"]
+    return build_world(study.world_dir, profile=world, seed=study.seed, overwrite=True, progress=progress)
+
+
+def train_run(study: Study, run: str) -> Path:
+    """Train one run (``base``, ``base_large``, ``reference`` or a name of ``params.runs``).
+
+    With the profile's ``launcher`` set to ``python`` the run trains in this process; any other
+    launcher (e.g. ``torchrun --nproc_per_node 8``) is started as
+    ``<launcher> -m rho.train --config <run>.yaml`` and this function waits for it.
+    """
+    from rho.train import train
+
+    if run in ("base", "base_large") and int(study.sizes.get("base_tokens", 0)) == 0:
+        # The profile continues a released model (the paper's Tinyllama): nothing to train.
+        out = study.run_dir(run)
+        write_json_atomic(out / "released.json", {"model": study.final_model(run)})
+        return out
+    cfg = study.train_config(run)
+    launcher = str(study.sizes.get("launcher", "python")).strip()
+    if launcher in ("python", ""):
+        train(cfg)
+    else:
+        cfg_file = Path(cfg.out_dir).with_suffix(".yaml")
+        cfg_file.parent.mkdir(parents=True, exist_ok=True)
+        cfg_file.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=True))
+        cmd = [*shlex.split(launcher), "-m", "rho.train", "--config", str(cfg_file)]
+        if cmd[0] == "python":
+            cmd[0] = sys.executable
+        subprocess.run(cmd, check=True)
+    return Path(cfg.out_dir)
+
+
+def score(study: Study, scorer: str, *, batch_size: int = 16, backend: str = "torch") -> Path:
+    """Score a corpus with a reference model: ``rm_<corpus>`` or ``self_<corpus>``."""
+    from transformers import AutoModelForCausalLM
+
+    from rho.data.shards import TokenShard
+    from rho.scoring import score_corpus
+
+    shard = TokenShard.open(study.shard(study.scorer_corpus(scorer)))
+    model = AutoModelForCausalLM.from_pretrained(study.scorer_model(scorer))
+    out = study.scores_dir(scorer)
+    score_corpus(model, shard, out, block_size=int(study.sizes["block_size"]), batch_size=batch_size,
+                 backend=backend)
+    return out
+
+
+def _math_tasks(study: Study) -> list[str]:
+    tasks = json.loads((study.world_dir / "eval" / "tasks.json").read_text())
+    names = [t["name"] for t in tasks]
+    return names
+
+
+def _snapshots(run_dir: Path) -> list[tuple[int, Path]]:
+    snaps = []
+    for p in (run_dir / "snapshots").glob("tokens_*"):
+        snaps.append((int(p.name.split("_", 1)[1]), p))
+    return sorted(snaps)
+
+
+def evaluate_run(study: Study, run: str, *, batch_size: int = 16) -> Path:
+    """Evaluate a run's final model on the math suite (+ general tasks for ``general_cpt``).
+
+    Writes ``evals/<profile>/<run>/``: ``results.csv`` (tidy: task, role, metric, value, stderr,
+    n), ``completions.jsonl``, ``downstream.csv`` (downstream loss per checkpoint) and, for the
+    parts in :data:`CURVE_PARTS`, ``curve.csv`` (accuracy per task at every snapshot).
+    """
+    from rho.evaluate import downstream_loss, evaluate_model, run_lm_eval
+
+    z = study.sizes
+    limit = z.get("eval_limit")
+    tasks = _math_tasks(study)
+    spec = study.run_spec(run) if run in study.run_names else {"part": run}
+    run_dir = study.run_dir(run)
+    eval_kw = dict(data_root=study.world_dir, limit=limit, batch_size=batch_size,
+                   max_new_tokens=int(z["max_new_tokens"]), progress=True)
+    out = study.eval_dir(run)
+    with atomic_dir(out) as tmp:
+        final = evaluate_model(study.final_model(run), tasks, out_dir=tmp / "final", **eval_kw)
+        final.insert(0, "run", run)
+        final.to_csv(tmp / "results.csv", index=False)
+        checkpoints = [(tok, p) for tok, p in _snapshots(run_dir)] + [(_tokens_seen(run_dir), run_dir / "final")]
+        gen_tasks = [t for t in tasks if (study.world_dir / "eval" / t / "test.jsonl").is_file()]
+        rows = []
+        for tok, path in checkpoints:
+            for t in _generate_tasks(study, gen_tasks):
+                val = downstream_loss(str(path), study.world_dir / "eval" / t, limit=limit,
+                                      batch_size=batch_size, progress=False)
+                rows.append({"run": run, "tokens": tok, "task": t, "downstream_loss": val})
+        pd.DataFrame(rows).to_csv(tmp / "downstream.csv", index=False)
+        if spec.get("part") in CURVE_PARTS:
+            curve = []
+            for tok, path in _snapshots(run_dir):
+                df = evaluate_model(str(path), tasks, **eval_kw)
+                df.insert(0, "tokens", tok)
+                df.insert(0, "run", run)
+                curve.append(df)
+            last = final.copy()
+            last.insert(1, "tokens", _tokens_seen(run_dir))
+            curve.append(last)
+            pd.concat(curve, ignore_index=True).to_csv(tmp / "curve.csv", index=False)
+        if spec.get("part") == "general_cpt":
+            lm_dir = study.world_dir / "eval" / "lm_eval"
+            names = sorted(p.stem for p in lm_dir.glob("*.yaml"))
+            general = run_lm_eval(study.final_model(run), names, include_path=lm_dir, limit=limit,
+                                  batch_size=batch_size)
+            general.insert(0, "run", run)
+            general.to_csv(tmp / "general.csv", index=False)
+    return out
+
+
+def _generate_tasks(study: Study, tasks: list[str]) -> list[str]:
+    index = json.loads((study.world_dir / "eval" / "tasks.json").read_text())
+    kinds = {t["name"]: t["kind"] for t in index}
+    return [t for t in tasks if kinds.get(t) == "generate"]
+
+
+def _tokens_seen(run_dir: Path) -> int:
+    log = run_dir / "log.jsonl"
+    last = None
+    if log.is_file():
+        for line in log.read_text().splitlines():
+            if line.strip():
+                last = json.loads(line)
+    if last is None:
+        raise StudyError(f"{run_dir} has no training log: train the run first (`python -m rho.study train ...`)")
+    return int(last.get("tokens_seen", last.get("tokens", 0)))
+
+
+def write_stage_metrics(path: str | Path, metrics: dict[str, Any]) -> None:
+    """Write a DVC metrics JSON file atomically."""
+    write_json_atomic(path, metrics)

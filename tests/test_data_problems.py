@@ -1,0 +1,112 @@
+"""Problem families, contamination check, noise generators and data profiles."""
+
+import random
+import re
+from fractions import Fraction
+
+import pytest
+
+from rho.data.contamination import build_index, normalise
+from rho.data.miniature.math_docs import noisy_page
+from rho.data.miniature.noise import NOISE_KINDS
+from rho.data.miniature.problems import FAMILIES, GSM_HELDOUT, GSM_TRAIN, gsm_problem, multiple_choice
+from rho.data.miniature.suites import TASKS, generate_task
+from rho.data.miniature.world import build_world
+from rho.data.profiles import PROFILES, ProfileError, get_profile
+from rho.data.provenance import LABEL_NAMES, check_spans
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_family_states_its_answer_and_its_equations_hold(family):
+    for i in range(60):
+        p = FAMILIES[family](random.Random(f"t{i}"))
+        assert p.solution.endswith(f"The answer is {p.answer}.") and p.question and p.family == family
+        if family in ("gsm", "gsm_heldout"):
+            continue
+        # every "a op b [op c ...] = d" step of the hand-written families is arithmetically right
+        steps = re.findall(r"((?:-?\d+ [-+*/] )+\d+) = (-?\d+)", p.solution)
+        for expr, value in steps:
+            assert eval(expr) == int(value), p.solution  # expr holds only digits and + - * /
+        if family == "linear_equation":
+            a, v, op, b, c = re.fullmatch(
+                r"Solve for \w: (\d+)(\w) ([-+]) (\d+) = (-?\d+)\.", p.question
+            ).groups()
+            assert eval(f"{a} * {p.answer} {op} {b}") == int(c)
+        elif family != "table" and p.template != "gcd":
+            assert steps, p.solution
+        assert Fraction(p.answer) >= 0
+
+
+def test_gsm_split_of_templates():
+    assert len(GSM_HELDOUT) == 20 and set(GSM_TRAIN) | GSM_HELDOUT == set(range(100))
+    for i in range(100):
+        p = gsm_problem(random.Random(i))
+        assert int(p.template[3:]) in GSM_TRAIN and "####" not in p.solution
+        assert float(p.answer) == float(re.findall(r"-?\d+(?:\.\d+)?", p.solution)[-1])
+    held = FAMILIES["gsm_heldout"](random.Random(0))
+    assert int(held.template[3:]) in GSM_HELDOUT
+
+
+def test_multiple_choice_has_one_gold():
+    for i in range(50):
+        p = FAMILIES["fraction"](random.Random(i))
+        choices, label = multiple_choice(p, random.Random(i), 5)
+        assert len(set(choices)) == 5 and choices[label] == p.answer and choices.count(p.answer) == 1
+
+
+def test_eval_problems_unique_across_tasks():
+    seen = set()
+    questions = []
+    for task in TASKS:
+        for recs in generate_task(task, 0, 4, 60, seen).values():
+            questions += [r["question"] for r in recs]
+    assert len(questions) == len(set(questions)) == len(TASKS) * 64
+
+
+def test_ngram_index_finds_problems_not_templates():
+    long_q = (
+        "Ava has 12 apples. Ava gets 7 more apples from the shop today. How many apples does Ava have now?"
+    )
+    index = build_index([("a", "What is 7 + 5?"), ("b", long_q)])
+    assert index.find("Question: What is 7 + 5?\nAnswer: 12") == [("a", "what is 7 + 5")]
+    assert index.find("what is 7 + 58") == [] and index.find("What is 7 - 5?") == []
+    assert index.find(long_q.upper())[0][0] == "b"  # normalised: case and punctuation do not hide a leak
+    assert (
+        index.find(long_q.replace("12", "13").replace("7 more", "8 more")) == []
+    )  # same template, other numbers
+    assert normalise("Solve: 3x + 4 = 19.") == ["solve", "3", "x", "+", "4", "=", "19"]
+
+
+def test_noise_kinds_and_page_spans():
+    assert set(NOISE_KINDS) == set(LABEL_NAMES[1:])
+    for i in range(30):
+        text, spans, meta = noisy_page(random.Random(i))
+        check_spans(text, spans, LABEL_NAMES)
+        assert spans[0][0] == 0 and spans[-1][1] == len(text)
+        assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))  # contiguous cover
+        assert all(text[e - 1] == "\n" for _, e, _ in spans)  # boundaries on newlines
+    clean, spans, _ = noisy_page(random.Random(0), noise=0.0)
+    assert {s[2] for s in spans} == {"content"}
+
+
+def test_profiles_are_valid_and_bad_input_is_refused(tmp_path):
+    assert set(PROFILES) == {"smoke", "mini", "gpu", "paper"}
+    smoke, mini, gpu = PROFILES["smoke"], PROFILES["mini"], PROFILES["gpu"]
+    assert smoke.owm_docs < mini.owm_docs < gpu.owm_docs and 2048 <= mini.vocab_size <= 4096
+    assert gpu.general_tokens >= 100_000_000 and gpu.n_test >= 500 and 100 <= mini.n_test <= 200
+    assert mini.ppile_extra_docs >= mini.owm_docs  # ppile is about twice owm
+    paper = PROFILES["paper"]
+    assert not paper.is_miniature and paper.tokenizer.startswith("TinyLlama/") and paper.block_size == 2048
+    assert paper.hub_corpora["starcoderdata"].text_column == "content"
+    assert get_profile("smoke", n_test=3).n_test == 3
+    with pytest.raises(ProfileError, match="unknown data profile 'tiny'"):
+        get_profile("tiny")
+    with pytest.raises(ProfileError, match=r"unknown profile field\(s\) \['owm_doc'\]"):
+        get_profile("smoke", owm_doc=3)
+    with pytest.raises(ProfileError, match=">= 0"):
+        get_profile("smoke", n_test=-1)
+    with pytest.raises(ProfileError, match="python -m rho.data tokenize"):
+        build_world(tmp_path / "w", "paper")
+    with pytest.raises(ProfileError, match="must be >= 1"):
+        build_world(tmp_path / "w", "smoke", owm_docs=0)
+    assert not (tmp_path / "w").exists()

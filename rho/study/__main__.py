@@ -4,6 +4,7 @@
     python -m rho.study train <run>          base | base_large | reference | a run of params.yaml
     python -m rho.study score <scorer>       a scorer of params.yaml (e.g. rm_owm)
     python -m rho.study evaluate <run>       evaluate a run's final model (and its snapshots)
+    python -m rho.study notebook <name> [--part PART]   execute notebooks/<name>.ipynb (papermill)
 
 Options: ``--params params.yaml`` and ``--profile NAME`` (overrides ``profile`` in the file).
 """
@@ -21,10 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run one stage."""
     ap = argparse.ArgumentParser(prog="python -m rho.study", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=["data", "train", "score", "evaluate"])
+    ap.add_argument("stage", choices=["data", "train", "score", "evaluate", "notebook"])
     ap.add_argument("name", nargs="?", help="run or scorer name")
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--profile", default=None)
+    ap.add_argument("--part", default=None, help="notebook: the results/<profile>/<part> it writes")
     args = ap.parse_args(argv)
     study = Study.load(args.params, profile=args.profile)
     if args.stage != "data" and not args.name:
@@ -35,8 +37,12 @@ def main(argv: list[str] | None = None) -> int:
         stages.train_run(study, args.name)
     elif args.stage == "score":
         stages.score(study, args.name)
-    else:
+    elif args.stage == "evaluate":
         stages.evaluate_run(study, args.name)
+    else:
+        from rho.study.notebooks import run_notebook
+
+        run_notebook(study, args.name, part=args.part)
     return 0
 
 

@@ -1,0 +1,226 @@
+"""Per-token cross-entropy, the SLM loss (Rho-1 eq. 4) and a soft reweighting variant.
+
+Alignment (docs/design.md): ``logits[:, t]`` predicts ``labels[:, t]``; nothing here shifts.
+Per-token losses are float32 and exactly 0 where ``labels == ignore_index``.
+
+The pieces compose for a training loop that selects globally (across data-parallel ranks or
+accumulation steps)::
+
+    tl = token_loss(logits, labels, chunk_size=...)                 # [B, T] fp32, with grad
+    valid = valid_mask(labels, ref_loss)                             # rho.selection
+    s = score("excess", train_loss=tl, ref_loss=ref_loss)            # detached
+    mask = topk_mask(s, ratio, valid)        # or select_global(...) over gathered scores
+    loss = masked_mean(tl, mask, denom=global_selected_count)
+
+:func:`slm_loss` does all of this for one batch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from rho.selection import (
+    SelectionError,
+    check_ratio,
+    score,
+    softmax_weights,
+    topk_mask,
+    valid_mask,
+)
+
+
+class LossInputError(ValueError):
+    """Logits / labels / reference losses of the wrong shape, dtype or range."""
+
+
+def _check_inputs(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int) -> None:
+    if logits.dim() < 2:
+        raise LossInputError(f"logits must be [..., V], got shape {tuple(logits.shape)}")
+    if not logits.is_floating_point():
+        raise LossInputError(f"logits must be a float tensor, got {logits.dtype}")
+    if labels.shape != logits.shape[:-1]:
+        raise LossInputError(
+            f"labels {tuple(labels.shape)} must match logits {tuple(logits.shape)} without the vocab dim; "
+            "labels are aligned with logits (labels[:, t] is what logits[:, t] predicts), no shifting"
+        )
+    if labels.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.bool):
+        raise LossInputError(f"labels must be integer token ids, got {labels.dtype}")
+    v = logits.shape[-1]
+    bad = (labels != ignore_index) & ((labels < 0) | (labels >= v))
+    if bool(bad.any()):
+        raise LossInputError(
+            f"labels hold ids outside [0, {v}) other than ignore_index={ignore_index}; "
+            "is the model's vocabulary smaller than the tokenizer's?"
+        )
+
+
+class _ChunkedCrossEntropy(torch.autograd.Function):
+    """Per-row cross-entropy over ``[N, V]`` logits, one chunk of rows in float32 at a time.
+
+    Forward keeps only the per-row log-sum-exp (``[N]`` float32).  Backward recomputes each
+    chunk's softmax from the (low-precision) logits: ``grad = (softmax - onehot) * grad_out``,
+    written straight into a gradient tensor of the logits' dtype.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, labels: torch.Tensor, ignore_index: int, chunk_size: int):
+        n = logits.shape[0]
+        valid = labels != ignore_index
+        safe = torch.where(valid, labels, torch.zeros_like(labels))
+        loss = torch.empty(n, dtype=torch.float32, device=logits.device)
+        lse = torch.empty(n, dtype=torch.float32, device=logits.device)
+        for s in range(0, n, chunk_size):
+            e = min(n, s + chunk_size)
+            x = logits[s:e].float()
+            lse_c = torch.logsumexp(x, dim=-1)
+            tgt = x.gather(1, safe[s:e, None]).squeeze(1)
+            lse[s:e] = lse_c
+            loss[s:e] = torch.where(valid[s:e], lse_c - tgt, torch.zeros_like(lse_c))
+            del x
+        ctx.save_for_backward(logits, safe, valid, lse)
+        ctx.chunk_size = chunk_size
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        logits, safe, valid, lse = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None
+        n = logits.shape[0]
+        cs = ctx.chunk_size
+        g_rows = torch.where(valid, grad_out.float(), torch.zeros_like(grad_out, dtype=torch.float32))
+        grad = torch.empty_like(logits)
+        for s in range(0, n, cs):
+            e = min(n, s + cs)
+            p = torch.exp(logits[s:e].float() - lse[s:e, None])
+            p.scatter_add_(1, safe[s:e, None], torch.full((e - s, 1), -1.0, device=p.device))
+            p.mul_(g_rows[s:e, None])
+            grad[s:e] = p.to(grad.dtype)
+            del p
+        return grad, None, None, None
+
+
+def token_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    ignore_index: int = -100,
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    """Per-token float32 cross-entropy ``[B, T]`` (any leading shape), 0 where ignored.
+
+    ``logits[..., t, :]`` predicts ``labels[..., t]`` (already aligned; no shift).  Logits may be
+    any float dtype (bf16 under autocast); the loss is computed in float32.
+
+    ``chunk_size=None`` upcasts all logits at once (``F.cross_entropy`` on the fp32 copy).  With
+    ``chunk_size=c`` no more than ``c`` rows of float32 logits exist at a time, in forward or
+    backward; values and gradients equal the unchunked path up to float rounding.
+    """
+    _check_inputs(logits, labels, ignore_index)
+    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+        raise LossInputError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+    lead = labels.shape
+    v = logits.shape[-1]
+    flat_logits = logits.reshape(-1, v)
+    flat_labels = labels.reshape(-1).long()
+    if chunk_size is None:
+        out = F.cross_entropy(flat_logits.float(), flat_labels, ignore_index=ignore_index, reduction="none")
+    else:
+        out = _ChunkedCrossEntropy.apply(flat_logits, flat_labels, ignore_index, chunk_size)
+    return out.view(lead)
+
+
+def masked_mean(
+    token_losses: torch.Tensor, mask: torch.Tensor, denom: float | torch.Tensor | None = None
+) -> torch.Tensor:
+    """``sum(token_losses[mask]) / denom`` with ``denom`` defaulting to ``mask.sum()``.
+
+    Unmasked tokens get exactly zero gradient.  Pass ``denom`` to normalise by a count taken
+    elsewhere (e.g. the selected tokens of every rank and accumulation step).  An empty mask with
+    no ``denom`` gives a loss of 0 (still connected to the graph).
+    """
+    if mask.shape != token_losses.shape:
+        raise LossInputError(f"mask {tuple(mask.shape)} does not match token losses {tuple(token_losses.shape)}")
+    total = selected_loss_sum(token_losses, mask)
+    if denom is None:
+        denom = mask.sum().clamp_min(1).to(total.dtype)
+    elif not torch.is_tensor(denom) and denom <= 0:
+        raise LossInputError(f"denom must be positive, got {denom!r}")
+    return total / denom
+
+
+def selected_loss_sum(token_losses: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Sum of the per-token losses where ``mask`` is True (zero gradient elsewhere)."""
+    return torch.where(mask, token_losses, torch.zeros_like(token_losses)).sum()
+
+
+def clm_loss(
+    logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100, chunk_size: int | None = None
+) -> torch.Tensor:
+    """Ordinary causal-LM loss (eq. 2): mean cross-entropy over tokens whose label is not ignored."""
+    tl = token_loss(logits, labels, ignore_index=ignore_index, chunk_size=chunk_size)
+    return masked_mean(tl, labels != ignore_index)
+
+
+def slm_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    ref_loss: torch.Tensor | None,
+    ratio: float,
+    *,
+    score_kind: str = "excess",
+    ref_entropy: torch.Tensor | None = None,
+    ignore_index: int = -100,
+    chunk_size: int | None = None,
+    denom: float | torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Selective LM loss (eq. 4): mean cross-entropy over the top ``ratio`` tokens of the batch.
+
+    Tokens are ranked by ``rho.selection.score(score_kind, ...)`` computed from the detached
+    per-token loss; a token is a candidate when its label is not ignored and its reference
+    loss (and entropy, when given) is finite — NaN reference values mark tokens with no
+    prediction (block starts, dropped tail).  Returns ``(loss, mask)``; unselected tokens get
+    exactly zero gradient.  With ``ratio=1`` every candidate is kept and, when the candidates are
+    exactly the non-ignored labels, the loss is bit-identical to :func:`clm_loss`.
+    """
+    try:
+        r = check_ratio(ratio)
+    except SelectionError as e:
+        raise LossInputError(str(e)) from None
+    for name, t in (("ref_loss", ref_loss), ("ref_entropy", ref_entropy)):
+        if t is not None and t.shape != labels.shape:
+            raise LossInputError(f"{name} {tuple(t.shape)} must have the labels' shape {tuple(labels.shape)}")
+    tl = token_loss(logits, labels, ignore_index=ignore_index, chunk_size=chunk_size)
+    s = score(score_kind, train_loss=tl, ref_loss=ref_loss, ref_entropy=ref_entropy)
+    valid = valid_mask(labels, ref_loss, ref_entropy, ignore_index=ignore_index)
+    mask = topk_mask(s, r, valid)
+    return masked_mean(tl, mask, denom), mask
+
+
+def reweighted_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    ref_loss: torch.Tensor,
+    temperature: float = 1.0,
+    *,
+    ignore_index: int = -100,
+    chunk_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Soft SLM (off by default; the paper's suggested extension of hard selection).
+
+    Instead of a 0/1 mask, every valid token gets a detached weight from its excess loss,
+    ``w = n_valid * softmax(excess / T)`` over valid tokens, and the loss is
+    ``sum(w * l) / n_valid``.  Large ``T`` approaches plain CLM; small ``T`` concentrates on the
+    tokens with the largest excess loss.  Returns ``(loss, weights)``.
+    """
+    if ref_loss.shape != labels.shape:
+        raise LossInputError(f"ref_loss {tuple(ref_loss.shape)} must have the labels' shape {tuple(labels.shape)}")
+    tl = token_loss(logits, labels, ignore_index=ignore_index, chunk_size=chunk_size)
+    valid = valid_mask(labels, ref_loss, ignore_index=ignore_index)
+    excess = score("excess", train_loss=tl, ref_loss=ref_loss)
+    try:
+        w = softmax_weights(excess, valid, temperature)
+    except SelectionError as e:
+        raise LossInputError(str(e)) from None
+    n_valid = valid.sum().clamp_min(1).to(tl.dtype)
+    return torch.where(valid, w * tl, torch.zeros_like(tl)).sum() / n_valid, w

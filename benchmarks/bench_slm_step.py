@@ -1,0 +1,181 @@
+"""SLM optimizer-step time / CLM optimizer-step time, through the real training loop.
+
+The paper claims token selection adds no training cost: the model still runs forward and
+backward on every token, SLM only ranks the per-token losses and masks the sum.  This benchmark
+runs ``rho.train.train`` on one synthetic shard (same model, same seed, hence the same batches)
+with ``objective=clm`` and ``objective=slm``, alternating short runs (the order flips every
+round), drops each run's first ``--skip`` steps, and compares the median ``step_time_s`` of the
+logged steps.  Target: SLM/CLM <= 1.03 with ``grad_accum=1``.
+
+With ``--accum 2`` it also times the global selection over accumulated micro-batches, which
+needs a no-grad scoring pass (one extra forward per micro-batch, expected about +1/3), and the
+per-micro-batch scope, which needs none.
+
+    python benchmarks/bench_slm_step.py                      # CPU, llama-mini
+    python benchmarks/bench_slm_step.py --device cuda --model llama-100m --block-size 1024 --vocab 32000
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from rho.data.shards import TokenShard, tokenizer_fingerprint, write_shard
+from rho.models import build_model
+from rho.scoring import load_scores, score_corpus
+from rho.train import train
+from rho.train.batches import BatchLoader
+from rho.train.distributed import DistContext
+from rho.train.metrics import read_log
+from rho.train.objective import Objective, StepSelector
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--model", default="llama-mini", help="a rho.models preset")
+    p.add_argument("--vocab", type=int, default=2048)
+    p.add_argument("--block-size", type=int, default=128)
+    p.add_argument("--micro-batch", type=int, default=8)
+    p.add_argument("--accum", type=int, nargs="+", default=[1, 2], help="grad_accum values to time")
+    p.add_argument("--ratio", type=float, default=0.6)
+    p.add_argument("--steps", type=int, default=5, help="optimizer steps per run")
+    p.add_argument("--skip", type=int, default=1, help="first steps of each run left out (warm-up)")
+    p.add_argument("--rounds", type=int, default=8, help="runs per mode, interleaved")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1 is steadier on a shared CPU)")
+    return p
+
+
+def _tokenizer(path: Path, vocab: int) -> Any:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = {"<eos>": 0, **{f"w{i}": i for i in range(1, vocab)}}
+    tok = Tokenizer(models.WordLevel(vocab=words, unk_token="<eos>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>")
+    fast.save_pretrained(path)
+    return fast
+
+
+def _setup(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Tokenizer, a random-token shard with enough blocks for every run, and reference scores."""
+    tok = _tokenizer(tmp / "tok", args.vocab)
+    n_blocks = args.micro_batch * max(args.accum) * args.steps
+    rng = np.random.default_rng(0)
+    docs = [rng.integers(1, args.vocab, size=int(rng.integers(50, 400))) for _ in range(4 * n_blocks)]
+    shard = write_shard(
+        tmp / "shard", docs, vocab_size=args.vocab, eos_id=0, tokenizer_hash=tokenizer_fingerprint(tok)
+    )
+    ref = build_model(args.model, vocab_size=args.vocab, seed=1).to(args.device)
+    score_corpus(ref, shard, tmp / "scores", block_size=args.block_size, progress=False, hash_weights=False)
+    return dict(
+        model=args.model,
+        tokenizer=str(tmp / "tok"),
+        train_shard=str(tmp / "shard"),
+        scores=str(tmp / "scores"),
+        block_size=args.block_size,
+        micro_batch_size=args.micro_batch,
+        max_steps=args.steps,
+        warmup_steps=1,
+        device=args.device,
+        num_threads=args.threads,
+        progress=False,
+        seed=0,
+        ratio=args.ratio,
+    )
+
+
+def _modes(accums: list[int]) -> list[tuple[str, int, dict[str, Any]]]:
+    out = []
+    for a in accums:
+        out.append(("clm", a, {"objective": "clm"}))
+        out.append(("slm global", a, {"objective": "slm", "selection_scope": "global"}))
+        if a > 1:
+            out.append(("slm micro", a, {"objective": "slm", "selection_scope": "micro"}))
+    return out
+
+
+def _selection_seconds(base: dict[str, Any], args: argparse.Namespace, reps: int = 50) -> float:
+    """Median time of the work only SLM does per step (grad_accum=1): read the reference scores of
+    the batch, score, select the top-k, and build the weights.  Noise-free upper bound on the
+    SLM/CLM difference."""
+    shard = TokenShard.open(base["train_shard"])
+    scores = load_scores(base["scores"], shard, block_size=args.block_size)
+    loader = BatchLoader(shard, args.block_size, args.micro_batch, 1, seed=0)
+    objective = Objective("slm", ratio=args.ratio)
+    batch = loader.micro_batches(0)[0].to(args.device)
+    train_loss = torch.rand(batch.labels.shape, generator=torch.Generator().manual_seed(0)).to(args.device)
+    idx = batch.block_idx.cpu().numpy()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        ref_loss, ref_entropy = scores.label_aligned(idx)
+        batch.ref_loss = torch.from_numpy(ref_loss).to(args.device)
+        batch.ref_entropy = torch.from_numpy(ref_entropy).to(args.device)
+        weight, _ = StepSelector(objective, [batch], DistContext()).weights(0, train_loss)
+        float(weight.sum())  # wait for the device
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> pd.DataFrame:
+    """Time CLM and SLM steps alternately; print and return the table of medians and ratios."""
+    args = _parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    modes = _modes(args.accum)
+    times: dict[tuple[str, int], list[float]] = {(m, a): [] for m, a, _ in modes}
+    with tempfile.TemporaryDirectory() as td:
+        tmp = Path(td)
+        base = _setup(tmp, args)
+        # interleave: every round runs each mode once, in alternating order
+        runs = [mode for r in range(args.rounds) for mode in (modes if r % 2 == 0 else modes[::-1])]
+        for i, (name, accum, extra) in enumerate(tqdm(runs, desc="runs", unit="run")):
+            out = tmp / f"run{i}"
+            train({**base, **extra, "grad_accum": accum, "out_dir": str(out)})
+            steps = read_log(out / "log.jsonl")[args.skip :]
+            times[(name, accum)].extend(s["step_time_s"] for s in steps)
+        selection_s = _selection_seconds(base, args)
+    rows = []
+    for name, accum, _ in modes:
+        med = statistics.median(times[(name, accum)])
+        clm = statistics.median(times[("clm", accum)])
+        rows.append(
+            {
+                "mode": name,
+                "grad_accum": accum,
+                "median_step_s": med,
+                "ratio_vs_clm": med / clm,
+                "n_steps": len(times[(name, accum)]),
+            }
+        )
+    df = pd.DataFrame(rows)
+    n_params = sum(p.numel() for p in build_model(args.model, vocab_size=args.vocab).parameters())
+    print(
+        f"SLM vs CLM optimizer step: device={args.device} model={args.model} ({n_params / 1e6:.2f}M params) "
+        f"vocab={args.vocab} block={args.block_size} micro_batch={args.micro_batch} ratio={args.ratio} "
+        f"threads={args.threads}; {args.rounds} interleaved runs x {args.steps - args.skip} timed steps per mode "
+        "(medians). Target: slm global / clm <= 1.03 at grad_accum=1.\n"
+    )
+    clm1 = statistics.median(times[("clm", min(args.accum))])
+    print(
+        f"SLM-only work per step (read reference scores, score, top-k, weights; median of 50): "
+        f"{selection_s * 1e3:.2f} ms = {100 * selection_s / clm1:.2f}% of the CLM step at grad_accum="
+        f"{min(args.accum)}, i.e. an implied SLM/CLM ratio of {1 + selection_s / clm1:.4f}.\n"
+    )
+    df.attrs["selection_only_s"] = selection_s
+    print(df.to_markdown(index=False, floatfmt=".4f"))
+    return df
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""One training loop for causal LM (CLM) and Selective LM (SLM) pretraining.
+
+Public entry points::
+
+    from rho.train import TrainConfig, train
+    result = train(TrainConfig(model="llama-mini", tokenizer="data/tok", train_shard="data/train",
+                               scores="data/scores", objective="slm", ratio=0.6, max_tokens=10**6,
+                               out_dir="runs/slm"))
+
+    python -m rho.train --config run.yaml key=value ...            # one process
+    torchrun --nproc_per_node 2 -m rho.train --config run.yaml     # data-parallel (DDP / FSDP)
+
+Modules: :mod:`~rho.train.config` (the validated config), :mod:`~rho.train.batches` (block order,
+aligned batches, rank slices), :mod:`~rho.train.objective` (token weights: CLM / SLM / reweight,
+micro or global selection scope), :mod:`~rho.train.distributed` (DDP/FSDP plumbing),
+:mod:`~rho.train.checkpoint` (atomic checkpoints and HF snapshots), :mod:`~rho.train.schedule`,
+:mod:`~rho.train.metrics` (per-step log) and :mod:`~rho.train.loop` (the loop itself).
+"""
+
+from rho.train.batches import Batch, BatchLoader, BlockOrder, DataError
+from rho.train.checkpoint import CheckpointError
+from rho.train.config import ConfigError, TrainConfig
+from rho.train.distributed import DistributedError
+from rho.train.loop import TrainingDivergedError, TrainResult, train
+from rho.train.objective import Objective, StepSelector
+
+__all__ = [
+    "Batch",
+    "BatchLoader",
+    "BlockOrder",
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "DistributedError",
+    "Objective",
+    "StepSelector",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDivergedError",
+    "train",
+]

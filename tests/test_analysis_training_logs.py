@@ -88,14 +88,12 @@ def test_label_counts_sum_over_steps(tmp_path):
         {
             "step": 1,
             "tokens": 10,
-            "label_valid": {"content": 6, "gibberish": 4},
-            "label_selected": {"content": 5, "gibberish": 1},
+            "label_counts": {"content": [6, 5], "gibberish": [4, 1]},
         },
         {
             "step": 2,
             "tokens": 20,
-            "label_valid": {"content": 8, "gibberish": 2},
-            "label_selected": {"content": 6, "gibberish": 0},
+            "label_counts": {"content": [8, 6], "gibberish": [2, 0]},
         },
     ]
     log = read_log(_write_log(tmp_path / "log.jsonl", recs))
@@ -107,4 +105,4 @@ def test_label_counts_sum_over_steps(tmp_path):
         and kept.loc["content", "kind"] == "content"
     )
     with pytest.raises(AnalysisInputError, match="provenance labels"):
-        label_counts(log.drop(columns="label_valid"))
+        label_counts(log.drop(columns="label_counts"))

@@ -3,7 +3,7 @@
 A log has one JSON object per optimizer step with at least ``step`` and ``tokens`` and, as
 ``rho.train`` writes it, ``loss``, ``loss_selected``, ``loss_unselected`` (null when no token is in
 the group), ``selected_fraction``, ``n_valid``, ``n_selected`` and, for shards with provenance
-labels, ``label_valid`` / ``label_selected`` ({label name: token count}). :func:`read_log` loads
+labels, ``label_counts`` ({label name: [n_valid, n_selected]}). :func:`read_log` loads
 one log, :func:`loss_curves` stacks several runs into ``run, step, tokens, metric, value`` rows and
 :func:`label_counts` sums the per-label counts for ``rho.analysis.selection_noise``.
 """
@@ -131,13 +131,15 @@ def label_counts(
     min_step: int | None = None,
     max_step: int | None = None,
 ) -> dict[str, tuple[int, int]]:
-    """Sum the logged ``label_valid`` / ``label_selected`` counts over steps into {name: (n_valid, n_selected)}.
+    """Sum the logged per-label counts over steps into {name: (n_valid, n_selected)}.
 
-    Restrict to ``min_step <= step <= max_step`` when given. The result feeds
-    ``rho.analysis.kept_by_label`` and ``detection_metrics`` (label ``"content"`` is content).
+    ``rho.train`` logs ``label_counts = {label name: [n_valid, n_selected]}`` in every step record
+    of a run whose shard has provenance labels. Restrict to ``min_step <= step <= max_step`` when
+    given. The result feeds ``rho.analysis.kept_by_label`` and ``detection_metrics`` (label
+    ``"content"`` is content).
     """
     df = log if isinstance(log, pd.DataFrame) else read_log(log)
-    missing = [c for c in ("step", "label_valid", "label_selected") if c not in df.columns]
+    missing = [c for c in ("step", "label_counts") if c not in df.columns]
     if missing:
         raise AnalysisInputError(
             f"log lacks {missing}; per-label counts are logged only for shards with provenance labels"
@@ -149,13 +151,13 @@ def label_counts(
     if df.empty:
         raise AnalysisInputError(f"no log records with {min_step} <= step <= {max_step}")
     total: dict[str, list[int]] = {}
-    for valid, selected in zip(df["label_valid"], df["label_selected"]):
-        if not isinstance(valid, dict) or not isinstance(selected, dict):
-            raise AnalysisInputError(
-                "label_valid / label_selected must be {label name: count} objects in every record"
-            )
-        for name, n in valid.items():
+    for counts in df["label_counts"]:
+        if not isinstance(counts, dict):
+            raise AnalysisInputError("label_counts must be a {label name: [n_valid, n_selected]} object in every record")
+        for name, pair in counts.items():
+            if len(pair) != 2:
+                raise AnalysisInputError(f"label_counts[{name!r}] must be [n_valid, n_selected], got {pair!r}")
             acc = total.setdefault(str(name), [0, 0])
-            acc[0] += int(n)
-            acc[1] += int(selected.get(name, 0))
+            acc[0] += int(pair[0])
+            acc[1] += int(pair[1])
     return {k: (v[0], v[1]) for k, v in total.items()}

@@ -21,6 +21,8 @@ from rho.study.config import Study, StudyError
 
 #: The nine tasks of the paper's Table 1, in its column order (our suite's ``role``).
 TABLE1_ROLES = ("gsm8k", "math", "svamp", "asdiv", "mawps", "tabmwp", "mathqa", "mmlu_stem", "sat")
+#: Tasks reported beside Table 1 but not in it (held-out gsm templates: generalisation).
+HELDOUT_TASKS = ("gsm_unseen",)
 #: Primary metric per task kind: free-form answers are exact match, multiple choice is accuracy.
 PRIMARY = {"exact_match", "acc"}
 
@@ -50,12 +52,14 @@ def eval_results(study: Study, runs: list[str]) -> pd.DataFrame:
         df = pd.read_csv(path)
         df["run"] = run
         frames.append(df[df["metric"].isin(PRIMARY)])
-    return pd.concat(frames, ignore_index=True)
+    out = pd.concat(frames, ignore_index=True)
+    out["in_table1"] = out["role"].isin(TABLE1_ROLES) & ~out["task"].isin(HELDOUT_TASKS)
+    return out
 
 
 def average_accuracy(results: pd.DataFrame) -> pd.DataFrame:
     """Per run: mean primary metric over the Table-1 roles it has, and a stderr of that mean."""
-    t1 = results[results["role"].isin(TABLE1_ROLES)]
+    t1 = results[results["in_table1"]]
     g = t1.groupby("run")
     out = pd.DataFrame({
         "avg_acc": g["value"].mean(),
@@ -67,8 +71,9 @@ def average_accuracy(results: pd.DataFrame) -> pd.DataFrame:
 
 def accuracy_wide(results: pd.DataFrame) -> pd.DataFrame:
     """Runs x roles table of the primary metric (fractions), plus ``avg`` over Table-1 roles."""
-    wide = results.pivot_table(index="run", columns="role", values="value", aggfunc="first")
-    cols = [r for r in TABLE1_ROLES if r in wide.columns] + [c for c in wide.columns if c not in TABLE1_ROLES]
+    r = results.assign(column=np.where(results["in_table1"], results["role"], results["task"]))
+    wide = r.pivot_table(index="run", columns="column", values="value", aggfunc="first")
+    cols = [c for c in TABLE1_ROLES if c in wide.columns] + [c for c in wide.columns if c not in TABLE1_ROLES]
     wide = wide[cols]
     wide["avg"] = wide[[c for c in cols if c in TABLE1_ROLES]].mean(axis=1)
     return wide
@@ -76,7 +81,7 @@ def accuracy_wide(results: pd.DataFrame) -> pd.DataFrame:
 
 def _ours(results: pd.DataFrame) -> pd.DataFrame:
     """Rows for ``rho.report.comparison_table``: run, task (the paper's column name), value."""
-    r = results[results["role"].isin(TABLE1_ROLES)]
+    r = results[results["in_table1"]]
     return pd.DataFrame({"run": r["run"], "task": r["role"], "value": r["value"]})
 
 
@@ -215,7 +220,7 @@ def tokens_to_reach(curve: pd.DataFrame, target: float) -> float | None:
 def avg_curve(study: Study, run: str) -> pd.DataFrame:
     """Average Table-1 accuracy of a run at each evaluated snapshot: columns tokens, acc."""
     df = pd.read_csv(study.eval_dir(run) / "curve.csv")
-    df = df[df["metric"].isin(PRIMARY) & df["role"].isin(TABLE1_ROLES)]
+    df = df[df["metric"].isin(PRIMARY) & df["role"].isin(TABLE1_ROLES) & ~df["task"].isin(HELDOUT_TASKS)]
     out = df.groupby("tokens")["value"].mean().reset_index().rename(columns={"value": "acc"})
     out.insert(0, "run", run)
     return out
@@ -237,6 +242,9 @@ def math_cpt_part(study: Study) -> dict[str, Any]:
     write_table(table, d / "table1", title=f"Table 1 layout: few-shot CoT accuracy (%), ours at `{study.profile}`")
     avg = average_accuracy(res)
     write_table(avg, d / "average_accuracy", title="Average accuracy over the nine Table-1 roles (fraction)")
+    wide = accuracy_wide(res).reset_index()
+    write_table(wide, d / "accuracy_by_task",
+                title="Accuracy per task (fraction); gsm_unseen = held-out gsm templates, not in Table 1")
     curves = pd.concat([avg_curve(study, r) for r in (clm, main_slm)], ignore_index=True)
     curves.to_csv(d / "figure1_curves.csv", index=False)
     fig = accuracy_vs_tokens(curves, col=None, title="Figure 1 analog: average accuracy vs training tokens")
@@ -307,11 +315,13 @@ def self_reference_part(study: Study) -> dict[str, Any]:
             fn = f"{name[s['score2']]}{op}{fn}"
             sel = f"{s['ratio2']:.0%} {'n' if 'intersect' in op else 'u'} {s['ratio']:.0%}"
         info[r] = {"score_function": fn, "select_ratio": sel,
-                   "effective_ratio": f"{selected_fraction(study, r):.0%}", "model": r}
+                   "effective_ratio": f"{selected_fraction(study, r):.0%}"}
     d = part_dir(study, "self_reference")
     t4 = comparison_table("table4", _ours(res), profile=study.profile, run_info=info)
     write_table(t4, d / "table4", title=f"Table 4 layout: self-reference score functions (%), ours at `{study.profile}`")
-    t3 = comparison_table("table3", _ours(res), profile=study.profile, run_info=info)
+    info3 = {r: {"model": r, "score_function": v["score_function"] if r != clm else "",
+                 "data": "owm", "train_tokens": str(study.sizes["cpt_tokens"])} for r, v in info.items()}
+    t3 = comparison_table("table3", _ours(res), profile=study.profile, run_info=info3)
     write_table(t3, d / "table3", title=f"Table 3 layout (%), ours at `{study.profile}`")
     avg = average_accuracy(res).set_index("run")["avg_acc"]
     pick = {s: [r for r in runs if study.run_spec(r)["score"] == s and "score2" not in study.run_spec(r)]

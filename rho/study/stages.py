@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,10 @@ import yaml
 from rho.io import atomic_dir, write_json_atomic
 from rho.study.config import Study, StudyError
 
-#: Runs whose intermediate snapshots are evaluated (Figure 1 / Figure 6 curves).
+#: Config fields that do not change a run's result.
+_FREE = ("progress", "log_every", "num_threads", "resume", "device", "dist_backend")
+
+#: Parts whose CLM and main SLM runs are evaluated at every snapshot (Figure 1 / Figure 7 curves).
 CURVE_PARTS = ("math_cpt",)
 
 
@@ -47,6 +51,7 @@ def train_run(study: Study, run: str) -> Path:
         write_json_atomic(out / "released.json", {"model": study.final_model(run)})
         return out
     cfg = study.train_config(run)
+    _fresh_or_resume(cfg)
     launcher = str(study.sizes.get("launcher", "python")).strip()
     if launcher in ("python", ""):
         train(cfg)
@@ -59,6 +64,43 @@ def train_run(study: Study, run: str) -> Path:
             cmd[0] = sys.executable
         subprocess.run(cmd, check=True)
     return Path(cfg.out_dir)
+
+
+def inputs_fingerprint(cfg: Any) -> dict[str, Any]:
+    """What a run's result depends on beyond its config: the content of its inputs.
+
+    The config (minus fields that do not change results), the starting weights (SHA-256 of the
+    model folder's weight files; the name for presets and hub models), the token shard's hash and
+    the reference scores' identity.
+    """
+    from rho.io import sha256_file
+
+    fp: dict[str, Any] = {"config": {k: v for k, v in cfg.to_dict().items() if k not in _FREE}}
+    model = Path(cfg.model)
+    if model.is_dir():
+        fp["model"] = {p.name: sha256_file(p) for p in sorted(model.glob("*.safetensors"))}
+    else:
+        fp["model"] = str(cfg.model)
+    fp["shard"] = json.loads((Path(cfg.train_shard) / "meta.json").read_text())["tokens_sha256"]
+    if cfg.scores:
+        meta = json.loads((Path(cfg.scores) / "meta.json").read_text())
+        fp["scores"] = {k: meta.get(k) for k in sorted(meta) if k != "created"}
+    return fp
+
+
+def _fresh_or_resume(cfg: Any) -> None:
+    """Keep a run directory only if it was made from the same config and the same inputs.
+
+    DVC keeps training outputs between attempts (``persist``) so an interrupted stage resumes from
+    its last checkpoint; when anything it depends on changed, the stale directory is removed first.
+    """
+    out = Path(cfg.out_dir)
+    fp = inputs_fingerprint(cfg)
+    marker = out / "inputs.json"
+    if out.exists() and (not marker.is_file() or json.loads(marker.read_text()) != json.loads(json.dumps(fp))):
+        shutil.rmtree(out)
+    if not marker.is_file():
+        write_json_atomic(marker, fp)
 
 
 def score(study: Study, scorer: str, *, batch_size: int = 16, backend: str = "torch") -> Path:
@@ -102,7 +144,6 @@ def evaluate_run(study: Study, run: str, *, batch_size: int = 16) -> Path:
     limit = z.get("eval_limit")
     tasks = _math_tasks(study)
     spec = study.run_spec(run) if run in study.run_names else {"part": run}
-    run_dir = study.run_dir(run)
     eval_kw = dict(data_root=study.world_dir, limit=limit, batch_size=batch_size,
                    max_new_tokens=int(z["max_new_tokens"]), progress=True)
     out = study.eval_dir(run)
@@ -110,25 +151,21 @@ def evaluate_run(study: Study, run: str, *, batch_size: int = 16) -> Path:
         final = evaluate_model(study.final_model(run), tasks, out_dir=tmp / "final", **eval_kw)
         final.insert(0, "run", run)
         final.to_csv(tmp / "results.csv", index=False)
-        checkpoints = [(tok, p) for tok, p in _snapshots(run_dir)] + [(_tokens_seen(run_dir), run_dir / "final")]
-        gen_tasks = [t for t in tasks if (study.world_dir / "eval" / t / "test.jsonl").is_file()]
+        checkpoints = _checkpoints(study, run)
         rows = []
         for tok, path in checkpoints:
-            for t in _generate_tasks(study, gen_tasks):
-                val = downstream_loss(str(path), study.world_dir / "eval" / t, limit=limit,
+            model, tokenizer = _load(path)
+            for t in _generate_tasks(study, tasks):
+                val = downstream_loss(model, study.world_dir / "eval" / t, tokenizer=tokenizer, limit=limit,
                                       batch_size=batch_size, progress=False)
                 rows.append({"run": run, "tokens": tok, "task": t, "downstream_loss": val})
         pd.DataFrame(rows).to_csv(tmp / "downstream.csv", index=False)
-        if spec.get("part") in CURVE_PARTS:
+        if spec.get("part") in CURVE_PARTS and spec.get("group") != "slm_variants":
+            end = checkpoints[-1][0]
             curve = []
-            for tok, path in _snapshots(run_dir):
-                df = evaluate_model(str(path), tasks, **eval_kw)
-                df.insert(0, "tokens", tok)
-                df.insert(0, "run", run)
-                curve.append(df)
-            last = final.copy()
-            last.insert(1, "tokens", _tokens_seen(run_dir))
-            curve.append(last)
+            for tok, path in checkpoints:
+                df = final.drop(columns="run") if tok == end else evaluate_model(str(path), tasks, **eval_kw)
+                curve.append(df.assign(run=run, tokens=tok))
             pd.concat(curve, ignore_index=True).to_csv(tmp / "curve.csv", index=False)
         if spec.get("part") == "general_cpt":
             lm_dir = study.world_dir / "eval" / "lm_eval"
@@ -138,6 +175,24 @@ def evaluate_run(study: Study, run: str, *, batch_size: int = 16) -> Path:
             general.insert(0, "run", run)
             general.to_csv(tmp / "general.csv", index=False)
     return out
+
+
+def _load(path: str | Path) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return AutoModelForCausalLM.from_pretrained(str(path)).eval(), AutoTokenizer.from_pretrained(str(path))
+
+
+def _checkpoints(study: Study, run: str) -> list[tuple[int, Path]]:
+    """``(tokens, folder)`` of a run's snapshots and its final model (runs without snapshots: final)."""
+    run_dir = study.run_dir(run)
+    if (run_dir / "released.json").is_file():
+        return [(0, Path(study.final_model(run)))]
+    snaps = _snapshots(run_dir)
+    final_tokens = _tokens_seen(run_dir)
+    if not snaps or snaps[-1][0] != final_tokens:
+        snaps.append((final_tokens, run_dir / "final"))
+    return snaps
 
 
 def _generate_tasks(study: Study, tasks: list[str]) -> list[str]:

@@ -39,7 +39,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check rho tests benchmarks
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/run_all.py --device cpu --out benchmarks/results/cpu.md
 
 clean-venv:
 	rm -rf $(VENV)

@@ -14,10 +14,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> pd.DataFrame:
     """Print a table of tokens/second and ratios to the single-process labelled baseline."""
     from rho.data.miniature.world import build_world
     from rho.data.provenance import LABEL_NAMES
@@ -27,7 +29,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--world", default=None)
     ap.add_argument("--docs", type=int, default=4000)
-    args = ap.parse_args()
+    ap.add_argument("--device", default="cpu", help="tokenization runs on the CPU; accepted for run_all.py")
+    args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp())
     world = Path(args.world) if args.world else tmp / "world"
     if not args.world:
@@ -51,10 +54,12 @@ def main() -> None:
             overwrite=True,
         )
         rows.append((name, shard.n_tokens, time.perf_counter() - t))
-    base = rows[0][1] / rows[0][2]
-    print(f"{'setting':<20} {'tokens':>10} {'seconds':>8} {'tok/s':>10} {'ratio':>6}")
-    for name, n, s in rows:
-        print(f"{name:<20} {n:>10} {s:>8.2f} {n / s:>10.0f} {n / s / base:>6.2f}")
+    table = pd.DataFrame(rows, columns=["setting", "tokens", "seconds"])
+    table["tokens_per_s"] = table["tokens"] / table["seconds"]
+    table["ratio"] = table["tokens_per_s"] / table["tokens_per_s"].iloc[0]
+    print(f"tokenization of {len(docs)} owm documents from {'--world ' + str(world) if args.world else 'a smoke world'}")
+    print(table.to_markdown(index=False, floatfmt=".2f"))
+    return table
 
 
 if __name__ == "__main__":

@@ -82,6 +82,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         max_position_embeddings=2048,
         tie_word_embeddings=True,
     ),
+    "llama-300m": dict(
+        hidden_size=1024,
+        intermediate_size=2816,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        num_key_value_heads=16,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+    ),
 }
 
 _COMMON = dict(rms_norm_eps=1e-5, hidden_act="silu", attention_dropout=0.0, initializer_range=0.02)

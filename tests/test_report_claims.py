@@ -72,6 +72,11 @@ def test_c4_speedup():
     frame = pd.DataFrame(clm, columns=["tokens", "acc"])
     assert status("C4", clm_curve=frame, slm_curve=[(1e6, 0.05), (4e6, 0.2)]) == N  # same speed
     assert status("C4", clm_curve=clm, slm_curve=[(1e6, 0.1), (4e6, 0.19)]) == N  # never reaches
+    # the shared starting point does not count as reaching the target
+    start = [(0, 0.3), (1e6, 0.1), (2e6, 0.2)]
+    v = BY_ID["C4"].evaluate({"clm_curve": start, "slm_curve": [(0, 0.3), (1e6, 0.25)]})
+    assert v.status == N and "undefined" in v.note
+    assert status("C4", clm_curve=[(0, 0.05), (2e6, 0.2)], slm_curve=[(0, 0.05), (1e6, 0.2)]) == R
 
 
 def test_c5_and_c14_never_tested_with_reason():

@@ -1,6 +1,7 @@
-"""Command line: ``python -m rho.data {build,tokenize,stats}``.
+"""Command line: ``python -m rho.data {build,build-hub,tokenize,stats}``.
 
 python -m rho.data build --profile mini --out data/mini --seed 0
+python -m rho.data build-hub --out data/paper [--source owm=PATH ...] [--limit owm=N ...]
 python -m rho.data tokenize --source owm --tokenizer TinyLlama/TinyLlama_v1.1 --out data/paper/shards/owm
 python -m rho.data tokenize --mix slimpajama:6,starcoderdata:3,owm:1 --total-tokens 1e9 --tokenizer ... --out ...
 python -m rho.data stats data/mini
@@ -48,6 +49,29 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument(
         "--set", action="append", default=[], metavar="FIELD=VALUE", help="override a profile field"
     )
+    h = sub.add_parser("build-hub", help="tokenize the paper's hub corpora into a world (rho.data.paper)")
+    h.add_argument("--out", required=True)
+    h.add_argument("--profile", default="paper")
+    h.add_argument("--seed", type=int, default=0)
+    h.add_argument(
+        "--source",
+        action="append",
+        default=[],
+        metavar="CORPUS=SRC",
+        help="override a source (owm, ppile, ref, slimpajama, starcoderdata): hub name, hf:<name> or path",
+    )
+    h.add_argument(
+        "--limit",
+        action="append",
+        default=[],
+        metavar="CORPUS=N",
+        help="cap a corpus (owm, ppile, ref, general): N documents, tokens:M, docs:N,tokens:M, or none",
+    )
+    h.add_argument("--val-docs", type=int, default=None, help="held-out owm documents (owm_val)")
+    h.add_argument("--tokenizer", default=None, help="tokenizer hub name or folder (default: the profile's)")
+    h.add_argument("--num-proc", type=int, default=None)
+    h.add_argument("--overwrite", action="store_true", help="replace data made with another tokenizer")
+    h.add_argument("--no-progress", action="store_true")
     t = sub.add_parser(
         "tokenize", help="tokenize a source (hub dataset, local files, miniature corpus) into a shard"
     )
@@ -83,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         return 0
+    if args.cmd == "build-hub":
+        return _build_hub(args)
     if args.cmd == "stats":
         from rho.data.stats import corpus_table
 
@@ -128,6 +154,56 @@ def main(argv: list[str] | None = None) -> int:
         docs, tok, args.out, num_proc=args.num_proc, overwrite=args.overwrite, source=described
     )
     print(json.dumps({"path": str(shard.path), "n_docs": shard.meta["n_docs"], "n_tokens": shard.n_tokens}))
+    return 0
+
+
+def _pairs(items: list[str], flag: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, val = item.partition("=")
+        if not sep or not key or not val:
+            raise SystemExit(f"bad {flag} {item!r}; write CORPUS=VALUE (e.g. {flag} owm=...)")
+        out[key] = val
+    return out
+
+
+def _parse_limit(text: str) -> int | dict[str, int] | None:
+    """``N`` (documents), ``tokens:M``, ``docs:N,tokens:M`` (numbers may be written 1e6), or ``none``."""
+    if text.lower() == "none":
+        return None
+    try:
+        if ":" not in text:
+            return int(float(text))
+        out = {}
+        for part in text.split(","):
+            k, _, v = part.partition(":")
+            out[k.strip()] = int(float(v))
+        return out
+    except ValueError:
+        raise SystemExit(f"bad --limit value {text!r}; write N, tokens:M, docs:N,tokens:M or none") from None
+
+
+def _build_hub(args: argparse.Namespace) -> int:
+    from rho.data.paper import DEFAULT_VAL_DOCS, build_hub_data
+
+    manifest = build_hub_data(
+        args.out,
+        args.profile,
+        args.seed,
+        sources=_pairs(args.source, "--source"),
+        limits={k: _parse_limit(v) for k, v in _pairs(args.limit, "--limit").items()},
+        val_docs=args.val_docs if args.val_docs is not None else DEFAULT_VAL_DOCS,
+        tokenizer=args.tokenizer,
+        num_proc=args.num_proc,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    print(
+        json.dumps(
+            {k: {"docs": v["n_docs"], "tokens": v["n_tokens"]} for k, v in manifest["corpora"].items()},
+            indent=2,
+        )
+    )
     return 0
 
 

@@ -27,6 +27,11 @@ HELDOUT_TASKS = ("gsm_unseen",)
 PRIMARY = {"exact_match", "acc"}
 
 
+def write_table3(df: pd.DataFrame, out_stem: str | Path, **kw: Any) -> tuple[Path, Path]:
+    """``write_table`` with three decimals (fractions and losses; paper-layout tables are in %)."""
+    return write_table(df, out_stem, floatfmt=".3f", **kw)
+
+
 def part_dir(study: Study, part: str) -> Path:
     """``results/<profile>/<part>/`` (created)."""
     d = study.results_dir / part
@@ -106,7 +111,7 @@ def data_part(study: Study) -> dict[str, Any]:
     manifest = build_data(study)
     table = corpus_table(study.world_dir)
     d = part_dir(study, "data")
-    write_table(table, d / "corpus_table", title=f"Corpora of the `{study.profile}` world (seed {study.seed})")
+    write_table3(table, d / "corpus_table", title=f"Corpora of the `{study.profile}` world (seed {study.seed})")
     share_cols = [c for c in table.columns if c.startswith("share_") or c.startswith("noise:")]
     fig = Figure(figsize=(7, 3.5), layout="constrained")
     ax = fig.subplots()
@@ -160,12 +165,12 @@ def token_dynamics_part(study: Study, run: str = "math_clm", max_blocks: int | N
     by_label = category_shares_by_label(cats, labels, shard.label_names) if labels is not None else None
     noise = noise_among_fluctuating(losses, cats, labels) if labels is not None else {}
     d = part_dir(study, "token_dynamics")
-    write_table(shares, d / "category_shares",
+    write_table3(shares, d / "category_shares",
                 title=f"Token categories over {len(cps)} checkpoints of `{run}` ({study.profile}), paper: C1")
     curves.to_csv(d / "category_curves.csv", index=False)
-    write_table(fluct, d / "fluctuating_tokens", title="Most fluctuating L->L / H->H tokens")
+    write_table3(fluct, d / "fluctuating_tokens", title="Most fluctuating L->L / H->H tokens")
     if by_label is not None:
-        write_table(by_label, d / "categories_by_label", title="Categories by provenance label")
+        write_table3(by_label, d / "categories_by_label", title="Categories by provenance label")
     fig = category_loss_curves(curves)
     save_figure(fig, d / "figure3_category_curves.png")
     measured = {
@@ -190,7 +195,7 @@ def reference_part(study: Study) -> dict[str, Any]:
     d = part_dir(study, "reference_model")
     res = eval_results(study, ["base", "reference"])
     acc = accuracy_wide(res)
-    write_table(acc.reset_index(), d / "accuracy", title="Base model vs reference model (fractions)")
+    write_table3(acc.reset_index(), d / "accuracy", title="Base model vs reference model (fractions)")
     curves = loss_curves({"reference": read_log(study.run_dir("reference"))}, metrics=("loss",))
     fig = training_loss_curves(curves, metrics=["loss"], title="Reference model training loss")
     save_figure(fig, d / "training_loss.png")
@@ -205,7 +210,7 @@ def reference_part(study: Study) -> dict[str, Any]:
         rows.append({"label": name, "tokens": int(m.sum()),
                      "ref_loss": float(np.mean(scores.loss[m])), "ref_entropy": float(np.nanmean(scores.entropy[m]))})
     by_label = pd.DataFrame(rows)
-    write_table(by_label, d / "ref_scores_by_label", title="Reference-model loss and entropy on owm, by provenance")
+    write_table3(by_label, d / "ref_scores_by_label", title="Reference-model loss and entropy on owm, by provenance")
     return {"accuracy": acc, "curves": curves, "figure": fig, "scores_by_label": by_label}
 
 
@@ -241,9 +246,9 @@ def math_cpt_part(study: Study) -> dict[str, Any]:
     table = comparison_table("table1", _ours(res), profile=study.profile, run_info=info)
     write_table(table, d / "table1", title=f"Table 1 layout: few-shot CoT accuracy (%), ours at `{study.profile}`")
     avg = average_accuracy(res)
-    write_table(avg, d / "average_accuracy", title="Average accuracy over the nine Table-1 roles (fraction)")
+    write_table3(avg, d / "average_accuracy", title="Average accuracy over the nine Table-1 roles (fraction)")
     wide = accuracy_wide(res).reset_index()
-    write_table(wide, d / "accuracy_by_task",
+    write_table3(wide, d / "accuracy_by_task",
                 title="Accuracy per task (fraction); gsm_unseen = held-out gsm templates, not in Table 1")
     curves = pd.concat([avg_curve(study, r) for r in (clm, main_slm)], ignore_index=True)
     curves.to_csv(d / "figure1_curves.csv", index=False)
@@ -287,7 +292,7 @@ def general_cpt_part(study: Study) -> dict[str, Any]:
     d = part_dir(study, "general_cpt")
     wide = allres.pivot_table(index=["suite", "task"], columns="run", values="value").reset_index()
     wide["delta"] = wide[slm] - wide[clm]
-    write_table(wide, d / "figure5_table", title=f"General continual pretraining, CLM vs SLM ({study.profile})")
+    write_table3(wide, d / "figure5_table", title=f"General continual pretraining, CLM vs SLM ({study.profile})")
     fig = benchmark_bars(allres, title="Figure 5 analog: CLM vs SLM after general continual pretraining")
     save_figure(fig, d / "figure5_bars.png")
     mean = allres.groupby("run")["value"].mean()
@@ -458,7 +463,7 @@ def analysis_part(study: Study, max_blocks: int | None = None) -> dict[str, Any]
     avg = average_accuracy(res).set_index("run")["avg_acc"]
     by_ratio = pd.DataFrame({"run": list(ratio_runs), "ratio": list(ratio_runs.values())})
     by_ratio["acc"] = [float(avg[r]) for r in by_ratio.run]
-    write_table(by_ratio.sort_values("ratio"), d / "figure9_ratio", title="Average accuracy by token select ratio")
+    write_table3(by_ratio.sort_values("ratio"), d / "figure9_ratio", title="Average accuracy by token select ratio")
     save_figure(accuracy_vs_ratio(by_ratio, hue=None), d / "figure9_ratio.png")
     measured["acc_by_ratio"] = {str(k): v for k, v in zip(by_ratio.ratio, by_ratio.acc, strict=True)}
 
@@ -479,8 +484,8 @@ def analysis_part(study: Study, max_blocks: int | None = None) -> dict[str, Any]
     counts = label_counts(log)
     kept = kept_by_label(counts)
     det = detection_metrics(counts)
-    write_table(kept, d / "kept_by_label", title=f"Share of tokens `{slm}` kept, by provenance label")
-    write_table(det, d / "selection_vs_noise", title=f"Selection of `{slm}` against ground-truth noise")
+    write_table3(kept, d / "kept_by_label", title=f"Share of tokens `{slm}` kept, by provenance label")
+    write_table3(det, d / "selection_vs_noise", title=f"Selection of `{slm}` against ground-truth noise")
     measured["selection_detection"] = det.to_dict(orient="records")
     write_measured(study, "analysis", measured)
     out.update({"figure6": fig6, "figure7": pts, "fits": fits, "figure8": ppl, "figure9": by_ratio,

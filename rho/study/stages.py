@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from rho.io import atomic_dir, write_json_atomic
+from rho.io import atomic_dir, write_json_atomic, write_text_atomic
 from rho.study.config import Study, StudyError
 
 #: Config fields that do not change a run's result.
@@ -29,10 +29,16 @@ CURVE_PARTS = ("math_cpt",)
 
 
 def build_data(study: Study, *, progress: bool = True) -> dict[str, Any]:
-    """Build the miniature world of the profile into ``data/<profile>/`` (replacing an old one)."""
+    """Build the profile's data into ``data/<profile>/``: the miniature world (replacing an old one),
+    or, for hub profiles (``paper``), the real corpora tokenized by ``rho.data.paper.build_hub_data``."""
     from rho.data import build_world
+    from rho.data.profiles import get_profile
 
     world = study.sizes["world"]
+    if not get_profile(world).is_miniature:
+        from rho.data.paper import build_hub_data
+
+        return build_hub_data(study.world_dir, profile=world, seed=study.seed, progress=progress)
     return build_world(study.world_dir, profile=world, seed=study.seed, overwrite=True, progress=progress)
 
 
@@ -56,9 +62,9 @@ def train_run(study: Study, run: str) -> Path:
     if launcher in ("python", ""):
         train(cfg)
     else:
-        cfg_file = Path(cfg.out_dir).with_suffix(".yaml")
+        cfg_file = Path(cfg.out_dir) / "launch.yaml"
         cfg_file.parent.mkdir(parents=True, exist_ok=True)
-        cfg_file.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=True))
+        write_text_atomic(cfg_file, yaml.safe_dump(cfg.to_dict(), sort_keys=True))
         cmd = [*shlex.split(launcher), "-m", "rho.train", "--config", str(cfg_file)]
         if cmd[0] == "python":
             cmd[0] = sys.executable
@@ -119,9 +125,13 @@ def score(study: Study, scorer: str, *, batch_size: int = 16, backend: str = "to
 
 
 def _math_tasks(study: Study) -> list[str]:
-    tasks = json.loads((study.world_dir / "eval" / "tasks.json").read_text())
-    names = [t["name"] for t in tasks]
-    return names
+    """The miniature suite's tasks, or the paper's nine real benchmarks for hub-data profiles."""
+    index = study.world_dir / "eval" / "tasks.json"
+    if not index.is_file():
+        from rho.evaluate import builtin_task_names
+
+        return list(builtin_task_names())
+    return [t["name"] for t in json.loads(index.read_text())]
 
 
 def _snapshots(run_dir: Path) -> list[tuple[int, Path]]:
@@ -196,8 +206,11 @@ def _checkpoints(study: Study, run: str) -> list[tuple[int, Path]]:
 
 
 def _generate_tasks(study: Study, tasks: list[str]) -> list[str]:
-    index = json.loads((study.world_dir / "eval" / "tasks.json").read_text())
-    kinds = {t["name"]: t["kind"] for t in index}
+    """The free-form tasks of the miniature suite (downstream loss needs local reference solutions)."""
+    index = study.world_dir / "eval" / "tasks.json"
+    if not index.is_file():
+        return []
+    kinds = {t["name"]: t["kind"] for t in json.loads(index.read_text())}
     return [t for t in tasks if kinds.get(t) == "generate"]
 
 

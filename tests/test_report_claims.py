@@ -157,6 +157,10 @@ def test_c11_best_ratio(by_ratio, expected):
 def test_c12_weak_to_strong():
     assert status("C12", w2s_clm_avg_acc=0.43, w2s_slm_avg_acc=0.44) == R
     assert status("C12", w2s_clm_avg_acc=0.43, w2s_slm_avg_acc=0.42) == N
+    # a gain inside the noise is only "partially"
+    assert status("C12", w2s_clm_avg_acc=0.43, w2s_slm_avg_acc=0.44, w2s_acc_stderr=0.01) == P
+    assert status("C6", general_clm_avg_acc=0.30, general_slm_avg_acc=0.31, general_acc_stderr=0.01) == P
+    assert status("C6", general_clm_avg_acc=0.30, general_slm_avg_acc=0.40, general_acc_stderr=0.01) == R
 
 
 @pytest.mark.parametrize(

@@ -117,22 +117,19 @@ def fit_lines(losses: np.ndarray) -> pd.DataFrame:
     checkpoint's observed loss) and ``residual_std`` (std of the residuals around the line, the
     fluctuation measure of Appendix D.2).
     """
+    from rho.dynamics import fit_trend  # the one implementation of the Appendix D.1 fit
+
     arr = as_loss_matrix(losses)
-    n = arr.shape[0]
-    x = np.arange(n, dtype=np.float64)
-    xc = x - x.mean()
-    slope = xc @ (arr - arr.mean(axis=0)) / (xc @ xc)
-    intercept = arr.mean(axis=0) - slope * x.mean()
-    resid = arr - (np.outer(x, slope) + intercept)
+    slope, intercept, delta, fluct = fit_trend(arr)
     return pd.DataFrame(
         {
             "slope": slope,
             "intercept": intercept,
             "loss_start": intercept,
-            "loss_end": slope * (n - 1) + intercept,
-            "delta_loss": slope * (n - 1),
+            "loss_end": intercept + delta,
+            "delta_loss": delta,
             "final_loss": arr[-1],
-            "residual_std": resid.std(axis=0),
+            "residual_std": fluct,
         }
     )
 

@@ -19,7 +19,7 @@ C3     ``clm_avg_acc``, ``slm_avg_acc``; optional ``avg_acc_stderr`` (stderr of 
 C4     ``clm_curve``, ``slm_curve``: [(tokens, avg accuracy), ...] or frames with columns tokens, acc;
        speed-up = CLM's tokens / tokens SLM needs to reach CLM's final accuracy (points at 0 tokens,
        the shared start, do not count); undefined if CLM ends no higher than it started
-C6     ``general_clm_avg_acc``, ``general_slm_avg_acc``
+C6     ``general_clm_avg_acc``, ``general_slm_avg_acc``; optional ``general_acc_stderr``
 C7     ``selfref_clm_avg_acc``, ``selfref_lrm_avg_acc``, ``selfref_hrm_avg_acc``,
        ``selfref_intersect_avg_acc``
 C8     ``slm_selected_loss_change``, ``clm_selected_loss_change`` (end - start loss on the tokens
@@ -29,7 +29,8 @@ C9     ``fit_selected_a``, ``fit_unselected_a`` (``a`` of Acc = log(a L + c)); o
        ``fit_selected_r2``, ``fit_unselected_r2``
 C10    ``ppl_matrix``: frame [selected_at x evaluated_at] from ``rho.analysis.ppl_pivot``
 C11    ``acc_by_ratio``: {select ratio in (0, 1]: avg accuracy}
-C12    ``w2s_clm_avg_acc``, ``w2s_slm_avg_acc`` (small RM guiding a larger model)
+C12    ``w2s_clm_avg_acc``, ``w2s_slm_avg_acc`` (small RM guiding a larger model); optional
+       ``w2s_acc_stderr``
 C13    ``target_ratio``, ``selected_frac`` (mean logged selected fraction); optional
        ``step_time_ratio`` (SLM / CLM seconds per step)
 =====  ===========================================================================================
@@ -233,8 +234,12 @@ def _check_c5(m: Mapping[str, Any]) -> Verdict:
 
 
 def _check_c6(m: Mapping[str, Any]) -> Verdict:
+    se = m.get("general_acc_stderr")
     return _gain_verdict(
-        _acc(m, "general_clm_avg_acc"), _acc(m, "general_slm_avg_acc"), None, "the general benchmark average"
+        _acc(m, "general_clm_avg_acc"),
+        _acc(m, "general_slm_avg_acc"),
+        None if se is None else float(se),
+        "the general benchmark average",
     )
 
 
@@ -344,7 +349,7 @@ def _check_c12(m: Mapping[str, Any]) -> Verdict:
     return _gain_verdict(
         _acc(m, "w2s_clm_avg_acc"),
         _acc(m, "w2s_slm_avg_acc"),
-        None,
+        None if m.get("w2s_acc_stderr") is None else float(m["w2s_acc_stderr"]),
         "average accuracy with a smaller reference model",
     )
 

@@ -295,8 +295,11 @@ def general_cpt_part(study: Study) -> dict[str, Any]:
     write_table3(wide, d / "figure5_table", title=f"General continual pretraining, CLM vs SLM ({study.profile})")
     fig = benchmark_bars(allres, title="Figure 5 analog: CLM vs SLM after general continual pretraining")
     save_figure(fig, d / "figure5_bars.png")
-    mean = allres.groupby("run")["value"].mean()
-    measured = {"general_clm_avg_acc": float(mean[clm]), "general_slm_avg_acc": float(mean[slm])}
+    g = allres.groupby("run")
+    mean = g["value"].mean()
+    stderr = g["stderr"].apply(lambda s: float(np.sqrt((s.fillna(0) ** 2).sum()) / max(len(s), 1)))
+    measured = {"general_clm_avg_acc": float(mean[clm]), "general_slm_avg_acc": float(mean[slm]),
+                "general_acc_stderr": float(stderr[[clm, slm]].max())}
     write_measured(study, "general_cpt", measured)
     return {"table": wide, "figure": fig, "measured": measured}
 
@@ -473,10 +476,12 @@ def analysis_part(study: Study, max_blocks: int | None = None) -> dict[str, Any]
         wres = eval_results(study, w2s)
         t5 = comparison_table("table5", _ours(wres), profile=study.profile)
         write_table(t5, d / "table5", title=f"Table 5 layout: weak-to-strong (%), ours at `{study.profile}`")
-        wavg = average_accuracy(wres).set_index("run")["avg_acc"]
+        wtab = average_accuracy(wres).set_index("run")
+        wavg = wtab["avg_acc"]
         wc = [r for r in w2s if study.run_spec(r)["objective"] == "clm"][0]
         ws = [r for r in w2s if study.run_spec(r)["objective"] == "slm"][0]
-        measured.update({"w2s_clm_avg_acc": float(wavg[wc]), "w2s_slm_avg_acc": float(wavg[ws])})
+        measured.update({"w2s_clm_avg_acc": float(wavg[wc]), "w2s_slm_avg_acc": float(wavg[ws]),
+                         "w2s_acc_stderr": float(wtab.loc[[wc, ws], "avg_stderr"].max())})
         out["table5"] = t5
 
     # Selection vs ground-truth noise (our addition): from the SLM run's per-label training counts

@@ -7,7 +7,6 @@ notebook can display them.  Accuracies are fractions in [0, 1] (tables show perc
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from rho.io import read_json, write_json_atomic
 from rho.report.markdown import write_table
 from rho.report.plots import save_figure
 from rho.study.config import Study, StudyError
+from rho.study.stages import checkpoints
 
 #: The nine tasks of the paper's Table 1, in its column order (our suite's ``role``).
 TABLE1_ROLES = ("gsm8k", "math", "svamp", "asdiv", "mawps", "tabmwp", "mathqa", "mmlu_stem", "sat")
@@ -62,13 +62,18 @@ def eval_results(study: Study, runs: list[str]) -> pd.DataFrame:
     return out
 
 
+def mean_stderr(stderr: pd.Series) -> float:
+    """Standard error of a mean of independent per-task accuracies (missing stderr counts as 0)."""
+    return float(np.sqrt((stderr.fillna(0) ** 2).sum()) / max(len(stderr), 1))
+
+
 def average_accuracy(results: pd.DataFrame) -> pd.DataFrame:
     """Per run: mean primary metric over the Table-1 roles it has, and a stderr of that mean."""
     t1 = results[results["in_table1"]]
     g = t1.groupby("run")
     out = pd.DataFrame({
         "avg_acc": g["value"].mean(),
-        "avg_stderr": g["stderr"].apply(lambda s: float(np.sqrt((s.fillna(0) ** 2).sum()) / max(len(s), 1))),
+        "avg_stderr": g["stderr"].apply(mean_stderr),
         "n_tasks": g["task"].nunique(),
     })
     return out.reset_index()
@@ -124,17 +129,6 @@ def data_part(study: Study) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ 02 token dynamics
-def checkpoints_of(study: Study, run: str) -> list[tuple[int, Path]]:
-    """``(tokens, model folder)`` of a run's snapshots, from its start (``tokens_0``) to its end."""
-    from rho.study.stages import _snapshots
-
-    snaps = _snapshots(study.run_dir(run))
-    if not snaps or snaps[0][0] != 0:
-        base = Path(study.final_model("base"))
-        snaps = ([(0, base)] if base.exists() else []) + snaps
-    return snaps
-
-
 def token_dynamics_part(study: Study, run: str = "math_clm", max_blocks: int | None = None) -> dict[str, Any]:
     """Paper 2.1 / D.1: categories of token loss trajectories over the checkpoints of a CLM run."""
     from rho.analysis import (
@@ -152,7 +146,7 @@ def token_dynamics_part(study: Study, run: str = "math_clm", max_blocks: int | N
     z = study.sizes
     max_blocks = max_blocks or z.get("dynamics_blocks")
     shard = TokenShard.open(study.shard("owm_val"))
-    cps = checkpoints_of(study, run)
+    cps = checkpoints(study, run)
     if len(cps) < 3:
         raise StudyError(f"{run} has {len(cps)} checkpoints; token dynamics needs at least 3 (raise `snapshots`)")
     losses = loss_matrix(cps, shard, int(z["block_size"]), max_blocks)
@@ -297,7 +291,7 @@ def general_cpt_part(study: Study) -> dict[str, Any]:
     save_figure(fig, d / "figure5_bars.png")
     g = allres.groupby("run")
     mean = g["value"].mean()
-    stderr = g["stderr"].apply(lambda s: float(np.sqrt((s.fillna(0) ** 2).sum()) / max(len(s), 1)))
+    stderr = g["stderr"].apply(mean_stderr)
     measured = {"general_clm_avg_acc": float(mean[clm]), "general_slm_avg_acc": float(mean[slm]),
                 "general_acc_stderr": float(stderr[[clm, slm]].max())}
     write_measured(study, "general_cpt", measured)
@@ -398,7 +392,7 @@ def analysis_part(study: Study, max_blocks: int | None = None) -> dict[str, Any]
     sel = fx["selected"]
     rows, mats = [], {}
     for run in (clm, slm):
-        cps = checkpoints_of(study, run)
+        cps = checkpoints(study, run)
         m = loss_matrix(cps, fx["shard"], int(z["block_size"]), max_blocks)
         mats[run] = (cps, m)
         for (tok, _), row in zip(cps, m, strict=True):
@@ -559,8 +553,3 @@ def report_part(study: Study, n_docs: int = 3) -> dict[str, Any]:
     }
     write_json_atomic(study.results_dir / "metrics.json", metrics)
     return {"scorecard": card, "html": html, "metrics": metrics}
-
-
-def load_json(path: str | Path) -> Any:
-    """Read a JSON file (for notebooks)."""
-    return json.loads(Path(path).read_text())

@@ -60,9 +60,3 @@ def block_labels(shard: TokenShard, block_size: int, max_blocks: int | None) -> 
         n = min(n, max_blocks)
     labels = shard.block_labels(np.arange(n), block_size)
     return None if labels is None else labels[:, 1:].reshape(-1)
-
-
-def block_ref(values: np.ndarray, block_size: int, n_blocks: int) -> np.ndarray:
-    """Token-file-aligned per-token values (e.g. reference scores) cut like :func:`token_losses`."""
-    v = np.asarray(values[: n_blocks * block_size], dtype=np.float32).reshape(n_blocks, block_size)
-    return v[:, 1:].reshape(-1)

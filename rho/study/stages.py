@@ -161,9 +161,9 @@ def evaluate_run(study: Study, run: str, *, batch_size: int = 16) -> Path:
         final = evaluate_model(study.final_model(run), tasks, out_dir=tmp / "final", **eval_kw)
         final.insert(0, "run", run)
         final.to_csv(tmp / "results.csv", index=False)
-        checkpoints = _checkpoints(study, run)
+        cps = checkpoints(study, run)
         rows = []
-        for tok, path in checkpoints:
+        for tok, path in cps:
             model, tokenizer = _load(path)
             for t in _generate_tasks(study, tasks):
                 val = downstream_loss(model, study.world_dir / "eval" / t, tokenizer=tokenizer, limit=limit,
@@ -171,9 +171,9 @@ def evaluate_run(study: Study, run: str, *, batch_size: int = 16) -> Path:
                 rows.append({"run": run, "tokens": tok, "task": t, "downstream_loss": val})
         pd.DataFrame(rows).to_csv(tmp / "downstream.csv", index=False)
         if spec.get("part") in CURVE_PARTS and spec.get("group") != "slm_variants":
-            end = checkpoints[-1][0]
+            end = cps[-1][0]
             curve = []
-            for tok, path in checkpoints:
+            for tok, path in cps:
                 df = final.drop(columns="run") if tok == end else evaluate_model(str(path), tasks, **eval_kw)
                 curve.append(df.assign(run=run, tokens=tok))
             pd.concat(curve, ignore_index=True).to_csv(tmp / "curve.csv", index=False)
@@ -193,7 +193,7 @@ def _load(path: str | Path) -> tuple[Any, Any]:
     return AutoModelForCausalLM.from_pretrained(str(path)).eval(), AutoTokenizer.from_pretrained(str(path))
 
 
-def _checkpoints(study: Study, run: str) -> list[tuple[int, Path]]:
+def checkpoints(study: Study, run: str) -> list[tuple[int, Path]]:
     """``(tokens, folder)`` of a run's snapshots and its final model (runs without snapshots: final)."""
     run_dir = study.run_dir(run)
     if (run_dir / "released.json").is_file():
@@ -224,8 +224,3 @@ def _tokens_seen(run_dir: Path) -> int:
     if last is None:
         raise StudyError(f"{run_dir} has no training log: train the run first (`python -m rho.study train ...`)")
     return int(last.get("tokens_seen", last.get("tokens", 0)))
-
-
-def write_stage_metrics(path: str | Path, metrics: dict[str, Any]) -> None:
-    """Write a DVC metrics JSON file atomically."""
-    write_json_atomic(path, metrics)

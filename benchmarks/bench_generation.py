@@ -24,6 +24,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from rho.report.markdown import to_markdown
+
 
 def _tiny_model_dir(root: Path, hidden: int, layers: int, seed: int = 0) -> Path:
     """Save a random Llama + byte-level BPE tokenizer (vocab 512) to ``root`` and return it."""
@@ -161,16 +163,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         f" prompt_tokens~{mean_prompt:.0f} max_new_tokens={args.max_new_tokens} threads={args.threads}"
         f" vllm={'yes' if has_vllm else 'not installed'}"
     )
-    print(df.to_markdown(index=False, floatfmt=".3g") if _has_tabulate() else df.to_string(index=False))
+    print(to_markdown(df, floatfmt=".3g"), end="")
     return df
-
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 if __name__ == "__main__":

@@ -207,3 +207,30 @@ def test_benchmark_script_runs_and_reports_ratios() -> None:
     assert df["batch_size"].tolist() == [1, 3] and df["speedup"].iloc[0] == 1.0
     assert (df["new_tokens"] <= 6).all() and (df["tokens_per_s"] > 0).all()
     assert {"problems_per_s", "seconds"} <= set(df.columns)
+
+
+def test_context_length_keeps_prompt_and_answer_inside_the_trained_window(tmp_path: Path) -> None:
+    """A model trained on short blocks is never asked about positions beyond them."""
+    import json
+
+    root = write_suite(tmp_path)
+    path = save_tiny_model(tmp_path / "m", window=512)
+    tok = make_tokenizer()
+    kw = dict(data_root=root, max_new_tokens=4, progress=False)
+    evaluate_model(str(path), "arith", out_dir=tmp_path / "full", **kw)
+    full = [json.loads(x) for x in (tmp_path / "full" / "completions.jsonl").read_text().splitlines()]
+    longest = max(len(tok(r["prompt"], add_special_tokens=False)["input_ids"]) for r in full)
+    assert {r["n_shots"] for r in full} == {2}
+    context = longest + 4 - 1  # one token short of the longest 2-shot prompt plus its answer
+    evaluate_model(str(path), "arith,pick", out_dir=tmp_path / "cut", context_length=context, **kw)
+    cut = [json.loads(x) for x in (tmp_path / "cut" / "completions.jsonl").read_text().splitlines()]
+    gen = [r for r in cut if r["task"] == "arith"]
+    assert all(len(tok(r["prompt"], add_special_tokens=False)["input_ids"]) + 4 <= context for r in gen)
+    assert min(r["n_shots"] for r in gen) < 2
+    from rho.evaluate.runner import CHOICE_RESERVE
+
+    mc = [r for r in cut if r["task"] == "pick"]
+    assert mc and all(
+        len(tok(r["prompt"], add_special_tokens=False)["input_ids"]) <= context - CHOICE_RESERVE for r in mc
+    )
+    assert json.loads((tmp_path / "cut" / "config.json").read_text())["context_length"] == context

@@ -260,3 +260,36 @@ def test_cli_refuses_bad_input_before_loading(tmp_path: Path) -> None:
         main(["--model", str(tmp_path / "none"), "--tasks", "gsm8k,bogus"])
     with pytest.raises(SystemExit):
         main(["--model", str(tmp_path / "none")])  # neither --tasks nor --lm-eval-tasks
+
+
+def test_max_length_cuts_like_a_model_with_that_window() -> None:
+    """``max_length`` (the trained context) cuts inputs exactly as a model whose window it is."""
+    tok = make_tokenizer()
+    pairs = [("Tom has 3 apples. " * 20, " 7"), ("Find x.", " 5")]
+    wide = continuation_logliks(make_model(len(tok), window=512), tok, pairs, progress=False, max_length=16)
+    narrow = continuation_logliks(make_model(len(tok), window=16), tok, pairs, progress=False)
+    assert [round(a.logprob, 5) for a in wide] == [round(b.logprob, 5) for b in narrow]
+    full = continuation_logliks(make_model(len(tok), window=512), tok, pairs, progress=False)
+    assert full[0].logprob != wide[0].logprob and full[1].logprob == wide[1].logprob
+
+
+def test_continuation_longer_than_the_window_is_scored_in_rolling_windows() -> None:
+    """Every continuation token is scored once, conditioned on what fits before it (brute force check)."""
+    from rho.evaluate.likelihood import _encode_pair
+
+    tok = make_tokenizer()
+    model = make_model(len(tok), window=512)
+    ctx, cont = "Question: Tom has 3 apples.", " Tom has 3 + 4 = 7 apples. The answer is 7." * 4
+    window = 12
+    (ll,) = continuation_logliks(model, tok, [(ctx, cont)], progress=False, max_length=window, batch_size=3)
+    c_ids, t_ids = _encode_pair(tok, ctx, cont, tok.eos_token_id)
+    full = c_ids + t_ids
+    assert ll.n_tokens == len(t_ids) > window
+    step, expected = window // 2, 0.0
+    for a in range(len(c_ids), len(full), step):
+        for p in range(a, min(a + step, len(full))):
+            b = min(a + step, len(full))
+            x = torch.tensor([full[max(0, b - 1 - window) : p]])
+            with torch.no_grad():
+                expected += float(torch.log_softmax(model(input_ids=x).logits[0, -1], -1)[full[p]])
+    assert ll.logprob == pytest.approx(expected, abs=1e-3)

@@ -54,6 +54,17 @@ def test_train_config_of_a_combined_self_reference_run():
     assert clm.objective == "clm" and clm.scores is None
 
 
+def test_learning_rates_come_from_the_profile():
+    paper = Study.load(ROOT / "params.yaml", profile="paper")
+    assert paper.learning_rates == {"base": None, "cpt": 8e-5, "reference": 5e-5}  # the paper's, Sec. 3.1
+    assert paper.train_config("math_slm").lr == 8e-5
+    mini = Study.load(ROOT / "params.yaml", profile="mini")
+    rates = mini.learning_rates
+    base, ref = mini.train_config("base"), mini.train_config("math_clm")
+    assert base.lr == rates["base"] and ref.lr == rates["cpt"]
+    assert ref.min_lr == pytest.approx(rates["cpt"] * mini.params["cpt"]["min_lr_ratio"])
+
+
 def test_paper_profile_continues_the_released_model():
     study = Study.load(ROOT / "params.yaml", profile="paper")
     assert study.final_model("base") == "TinyLlama/TinyLlama_v1.1"
@@ -70,6 +81,8 @@ def test_paper_profile_continues_the_released_model():
         (lambda p: p["clm_runs"]["math_clm"].update(corpus="web"), "corpus must be"),
         (lambda p: p["clm_runs"].update(reference={"part": "x", "corpus": "owm", "base": "base"}), "reserved"),
         (lambda p: p.pop("scorers"), "lacks the `scorers` section"),
+        (lambda p: p["profiles"]["mini"].pop("lr"), "needs `lr:"),
+        (lambda p: p["profiles"]["mini"]["lr"].update(cpt=3.0), r"must be in \(0, 1\)"),
     ],
 )
 def test_bad_parameters_are_refused_with_the_fix(tmp_path, edit, message):

@@ -111,12 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         return _build_hub(args)
     if args.cmd == "stats":
         from rho.data.stats import corpus_table
+        from rho.report.markdown import to_markdown
 
-        print(
-            corpus_table(args.world).to_markdown()
-            if _has_tabulate()
-            else corpus_table(args.world).to_string()
-        )
+        print(to_markdown(corpus_table(args.world).reset_index(), floatfmt=".3f"), end="")
         return 0
     from dataclasses import replace
 
@@ -205,14 +202,6 @@ def _build_hub(args: argparse.Namespace) -> int:
         )
     )
     return 0
-
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 if __name__ == "__main__":

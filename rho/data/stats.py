@@ -42,4 +42,4 @@ def corpus_table(out_dir: str | os.PathLike) -> pd.DataFrame:
             for kind in manifest["label_names"][1:]:
                 row[kind] = round(shares.get(kind, 0.0), 3)
         rows.append(row)
-    return pd.DataFrame(rows).set_index("corpus").fillna("")
+    return pd.DataFrame(rows).set_index("corpus")

@@ -28,6 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--n-shots", type=int, default=None, help="override every task's number of exemplars")
     p.add_argument("--max-new-tokens", type=int, default=None)
+    p.add_argument(
+        "--context-length",
+        type=int,
+        default=None,
+        help="context the model was trained on (prompts are shortened to fit it with the answer); "
+        "default: the model's max_position_embeddings",
+    )
     p.add_argument("--lm-eval-tasks", default="", help="comma-separated lm-eval tasks to run as well")
     p.add_argument("--lm-eval-include", default=None, help="folder of extra lm-eval task YAMLs")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -61,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
                 device=args.device,
                 n_shots=args.n_shots,
                 max_new_tokens=args.max_new_tokens,
+                context_length=args.context_length,
             )
         )
     if args.lm_eval_tasks:

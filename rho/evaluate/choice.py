@@ -52,8 +52,12 @@ def score_choices(
     batch_size: int = 8,
     max_prompt_tokens: int | None = None,
     progress: bool = True,
+    context_length: int | None = None,
 ) -> list[ChoiceResult]:
-    """Score every option of every record; returns one :class:`ChoiceResult` per record."""
+    """Score every option of every record; returns one :class:`ChoiceResult` per record.
+
+    ``context_length``: the context the model was trained on (inputs are cut from the left to it).
+    """
     bad = [r.id for r in records if r.choices is None or r.label is None]
     if bad:
         raise TaskError(
@@ -62,7 +66,13 @@ def score_choices(
     prompts = [build_prompt(spec, shots, r, tokenizer, max_prompt_tokens).text for r in records]
     pairs = [(p, spec.target.format(solution=c)) for r, p in zip(records, prompts) for c in r.choices or ()]
     lls = continuation_logliks(
-        model, tokenizer, pairs, batch_size=batch_size, progress=progress, desc=f"{spec.name} choices"
+        model,
+        tokenizer,
+        pairs,
+        batch_size=batch_size,
+        progress=progress,
+        desc=f"{spec.name} choices",
+        max_length=context_length,
     )
     results = []
     pos = 0

@@ -40,6 +40,7 @@ def downstream_loss(
     batch_size: int = 8,
     device: str = "cpu",
     progress: bool = True,
+    context_length: int | None = None,
 ) -> float:
     """Mean per-token loss (nats) of the reference solutions given their questions.
 
@@ -51,6 +52,8 @@ def downstream_loss(
         spec: task spec whose ``template``/``target`` format question and solution
             (default ``"Question: {question}\\nAnswer:"`` + ``" {solution}"``).
         limit: use only the first ``limit`` records.
+        context_length: the context the model was trained on (longer inputs lose the start of the
+            question; default: the model config's window).
     """
     from rho.evaluate.generation import load_hf
 
@@ -64,7 +67,13 @@ def downstream_loss(
     spec = spec or _DEFAULT_SPEC
     pairs = [(format_question(spec, r), spec.target.format(solution=r.solution)) for r in records]
     lls = continuation_logliks(
-        model, tokenizer, pairs, batch_size=batch_size, progress=progress, desc="downstream loss"
+        model,
+        tokenizer,
+        pairs,
+        batch_size=batch_size,
+        progress=progress,
+        desc="downstream loss",
+        max_length=context_length,
     )
     n = sum(ll.n_tokens for ll in lls)
     return -sum(ll.logprob for ll in lls) / n

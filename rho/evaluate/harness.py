@@ -85,6 +85,7 @@ def run_lm_eval(
     dtype: str = "float32",
     out_dir: str | os.PathLike | None = None,
     bootstrap_iters: int = 1000,
+    max_length: int | None = None,
 ) -> pd.DataFrame:
     """Evaluate a model folder (or hub name) with lm-eval and return a tidy DataFrame.
 
@@ -98,6 +99,8 @@ def run_lm_eval(
             atomically.
         bootstrap_iters: lm-eval's bootstrap for stderr of non-mean metrics (mean metrics use
             the closed form); missing accuracy stderrs are filled with the binomial formula.
+        max_length: the context the model was trained on; lm-eval truncates inputs from the left
+            to fit it (default: lm-eval's, from the model config).
     """
     names = [t.strip() for t in (tasks.split(",") if isinstance(tasks, str) else tasks) if t.strip()]
     if not names:
@@ -117,7 +120,8 @@ def run_lm_eval(
         raise HarnessError(f"lm-eval does not know task(s) {unknown}; check the names or include_path")
     results = lm_eval.simple_evaluate(
         model="hf",
-        model_args={"pretrained": str(model_path), "dtype": dtype},
+        model_args={"pretrained": str(model_path), "dtype": dtype}
+        | ({"max_length": int(max_length)} if max_length else {}),
         tasks=names,
         num_fewshot=num_fewshot,
         batch_size=batch_size,

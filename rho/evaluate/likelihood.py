@@ -7,7 +7,9 @@ Texts are encoded with the tokenizer's own special-token default (a Llama tokeni
 and an empty context is replaced by one conditioning token (BOS, else EOS), exactly as lm-eval's
 HFLM does, so both give the same numbers. The model sees ``context + continuation[:-1]`` and we
 sum the log-probabilities of the continuation tokens. Inputs longer than the model's window are
-cut from the left, never inside the continuation.
+cut from the left, never inside the continuation; a continuation longer than the window itself is
+scored in rolling windows (each window scores up to half the window's tokens and conditions them
+on everything before that fits), so every continuation token is scored exactly once.
 """
 
 from __future__ import annotations
@@ -59,42 +61,67 @@ def continuation_logliks(
     batch_size: int = 8,
     progress: bool = True,
     desc: str = "loglikelihood",
+    max_length: int | None = None,
 ) -> list[LogLik]:
-    """Log-likelihood of each ``continuation`` given its ``context``, in input order."""
+    """Log-likelihood of each ``continuation`` given its ``context``, in input order.
+
+    Inputs longer than the window (``max_length``, the context the model was trained on, else the
+    model config's) are cut from the left of the context.
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     prefix_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     if prefix_id is None:
         raise ValueError("the tokenizer has neither a BOS nor an EOS token to condition on; set one")
-    max_len = _max_len(model)
+    max_len = int(max_length) if max_length else _max_len(model)
     device = next(model.parameters()).device
-    encoded: list[tuple[list[int], list[int]]] = []  # (model input, continuation targets)
-    for ctx, cont in pairs:
+    if max_len < 2:
+        raise ValueError(f"the model window must be at least 2 tokens, got {max_len}")
+    encoded: list[tuple[int, list[int], list[int]]] = []  # (pair, model input, its scored targets)
+    for k, (ctx, cont) in enumerate(pairs):
         c_ids, t_ids = _encode_pair(tokenizer, ctx, cont, prefix_id)
         if not t_ids:
             raise ValueError(f"empty continuation for context ending {ctx[-40:]!r}; every option needs text")
-        if len(t_ids) > max_len:
-            raise ValueError(f"continuation of {len(t_ids)} tokens exceeds the model window ({max_len})")
-        full = (c_ids + t_ids)[-(max_len + 1) :]
-        encoded.append((full[:-1], t_ids))
-    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))
-    out: list[LogLik | None] = [None] * len(encoded)
+        encoded += _windows(k, c_ids + t_ids, len(t_ids), max_len)
+    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][1]))
+    sums = [0.0] * len(pairs)
+    counts = [0] * len(pairs)
+    greedy = [True] * len(pairs)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else prefix_id
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     for idx in tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False):
-        width = max(len(encoded[i][0]) for i in idx)
+        width = max(len(encoded[i][1]) for i in idx)
         inp = torch.full((len(idx), width), pad, dtype=torch.long)
         mask = torch.zeros((len(idx), width), dtype=torch.long)
         for r, i in enumerate(idx):
-            ids = encoded[i][0]
+            ids = encoded[i][1]
             inp[r, : len(ids)] = torch.tensor(ids)
             mask[r, : len(ids)] = 1
         logits = model(input_ids=inp.to(device), attention_mask=mask.to(device)).logits
         for r, i in enumerate(idx):
-            ids, targets = encoded[i]
+            k, ids, targets = encoded[i]
             n = len(targets)
             lp = F.log_softmax(logits[r, len(ids) - n : len(ids)].float(), dim=-1)
             tgt = torch.tensor(targets, device=lp.device)
-            token_lp = lp.gather(-1, tgt[:, None])[:, 0]
-            out[i] = LogLik(float(token_lp.sum()), n, bool((lp.argmax(-1) == tgt).all()))
-    return [o for o in out if o is not None]
+            sums[k] += float(lp.gather(-1, tgt[:, None])[:, 0].sum())
+            counts[k] += n
+            greedy[k] = greedy[k] and bool((lp.argmax(-1) == tgt).all())
+    return [LogLik(v, n, g) for v, n, g in zip(sums, counts, greedy)]
+
+
+def _windows(k: int, full: list[int], n_targets: int, max_len: int) -> list[tuple[int, list[int], list[int]]]:
+    """Model inputs of at most ``max_len`` tokens that together score the last ``n_targets`` of ``full``.
+
+    One window when the continuation fits (the context is cut from the left); otherwise rolling
+    windows that each score ``max_len // 2`` tokens after up to ``max_len - max_len // 2`` of context.
+    """
+    if n_targets <= max_len:
+        window = full[-(max_len + 1) :]
+        return [(k, window[:-1], full[-n_targets:])]
+    step = max_len // 2
+    out = []
+    for a in range(len(full) - n_targets, len(full), step):  # targets full[a:b], predicted from full[:b-1]
+        b = min(a + step, len(full))
+        start = max(0, b - 1 - max_len)
+        out.append((k, full[start : b - 1], full[a:b]))
+    return out

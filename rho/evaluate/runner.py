@@ -46,11 +46,22 @@ def _prepare(
     return prepared
 
 
-def _prompt_cap(model: Any, max_new_tokens: int, max_prompt_tokens: int | None) -> int | None:
+#: Tokens kept free after a multiple-choice prompt for the longest choice continuation.
+CHOICE_RESERVE = 32
+
+
+def _prompt_cap(
+    model: Any, reserve: int, max_prompt_tokens: int | None, context_length: int | None
+) -> int | None:
+    """Prompt-length cap: explicit ``max_prompt_tokens``, else the context minus ``reserve``.
+
+    The context is ``context_length`` (the length the model was trained on) when given, else the
+    model's ``max_position_embeddings``; ``None`` when neither is known.
+    """
     if max_prompt_tokens is not None:
         return max_prompt_tokens
-    window = getattr(getattr(model, "config", None), "max_position_embeddings", None)
-    return max(1, int(window) - max_new_tokens) if window else None
+    window = context_length or getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    return max(1, int(window) - reserve) if window else None
 
 
 def evaluate_model(
@@ -66,6 +77,7 @@ def evaluate_model(
     n_shots: int | None = None,
     max_new_tokens: int | None = None,
     max_prompt_tokens: int | None = None,
+    context_length: int | None = None,
     data_files: dict[str, Any] | None = None,
     generator: Any | None = None,
     progress: bool = True,
@@ -88,6 +100,9 @@ def evaluate_model(
             max_new_tokens); longer prompts drop exemplars from the front (see
             :mod:`rho.evaluate.prompts`). With vLLM no cap is applied unless given (vLLM itself
             refuses prompts longer than its ``max_model_len``).
+        context_length: the context the model was trained on (e.g. the training block size). The
+            prompt and the tokens generated (or the longest choice) must fit in it: positions
+            beyond it were never trained. Default: the model config's ``max_position_embeddings``.
         data_files: ``{task: local files}`` to read hub tasks offline in their own format.
         generator: a ready generation backend (anything with ``generate(prompts, max_new_tokens, stop)``).
 
@@ -132,8 +147,8 @@ def evaluate_model(
     for spec, shots, recs in prepared:
         if spec.kind == "generate":
             cap = (
-                _prompt_cap(model, spec.max_new_tokens, max_prompt_tokens)
-                if model is not None
+                _prompt_cap(model, spec.max_new_tokens, max_prompt_tokens, context_length)
+                if model is not None or (context_length and tokenizer is not None)
                 else max_prompt_tokens
             )
             tok = tokenizer if cap is not None else None
@@ -165,7 +180,7 @@ def evaluate_model(
                 )
             rows.append(metric_row(spec.name, spec.role, "exact_match", outcomes))
         else:
-            cap = _prompt_cap(model, 1, max_prompt_tokens)
+            cap = _prompt_cap(model, CHOICE_RESERVE, max_prompt_tokens, context_length)
             res = score_choices(
                 model,
                 tokenizer,
@@ -175,6 +190,7 @@ def evaluate_model(
                 batch_size=batch_size,
                 max_prompt_tokens=cap,
                 progress=progress,
+                context_length=context_length,
             )
             rows.append(metric_row(spec.name, spec.role, "acc", [c.correct for c in res]))
             rows.append(metric_row(spec.name, spec.role, "acc_norm", [c.correct_norm for c in res]))
@@ -206,6 +222,8 @@ def evaluate_model(
             "limit": limit,
             "batch_size": batch_size,
             "n_shots": {s.name: s.n_shots for s in specs},
+            "context_length": context_length,
+            "max_prompt_tokens": max_prompt_tokens,
         }
         write_results(Path(out_dir), table, completions, config)
     return table

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from rho.train import TrainConfig
+from rho.train.config import TrainConfig
 
 SPECIAL_RUNS = ("base", "base_large", "reference")
 RUN_GROUPS = ("clm_runs", "slm_runs", "slm_variants")
@@ -105,6 +105,7 @@ class Study:
         for name, sc in self.params["scorers"].items():
             if sc.get("model") not in ("reference", *seen):
                 raise StudyError(f"scorer {name!r}: model must be `reference` or a run name, got {sc.get('model')!r}")
+        self.learning_rates  # noqa: B018 - raises StudyError when the profile's lr block is bad
 
     # ----------------------------------------------------------------- basics
     @property
@@ -116,6 +117,25 @@ class Study:
     def sizes(self) -> dict[str, Any]:
         """The active profile's sizes."""
         return dict(self.params["profiles"][self.profile])
+
+    @property
+    def learning_rates(self) -> dict[str, float | None]:
+        """Peak learning rates of the profile: ``base`` (pretraining), ``cpt`` and ``reference``.
+
+        They scale with model size, so each profile sets them (``profiles.<profile>.lr``);
+        ``base`` is ``None`` for profiles that start from a released model.
+        """
+        lr = self.sizes.get("lr")
+        if not isinstance(lr, dict) or any(k not in lr for k in ("base", "cpt", "reference")):
+            raise StudyError(
+                f"profile {self.profile!r} needs `lr: {{base: ..., cpt: ..., reference: ...}}` "
+                "(peak learning rates) in params.yaml"
+            )
+        out = {k: None if lr[k] is None else float(lr[k]) for k in ("base", "cpt", "reference")}
+        bad = {k: v for k, v in out.items() if v is not None and not 0 < v < 1}
+        if bad or out["cpt"] is None or out["reference"] is None:
+            raise StudyError(f"profile {self.profile!r}: learning rates must be in (0, 1), got {lr}")
+        return out
 
     @property
     def seed(self) -> int:
@@ -230,17 +250,21 @@ class Study:
         """The ``TrainConfig`` of any run (special or continual pretraining)."""
         z = self.sizes
         common = self._common()
-        lr = float(self.params["cpt"]["lr"])
+        rates = self.learning_rates
+        lr = rates["cpt"]
         min_lr = lr * float(self.params["cpt"]["min_lr_ratio"])
         if run in ("base", "base_large"):
             tokens = int(z["base_tokens"])
             if tokens <= 0:
                 raise StudyError(f"profile {self.profile!r} uses a released base model: `{run}` is not trained")
             model = z["model"] if run == "base" else z["large_model"]
+            blr = rates["base"]
+            if blr is None:
+                raise StudyError(f"profile {self.profile!r} pretrains `{run}` but sets no lr.base in params.yaml")
             return TrainConfig(
                 model=str(model), train_shard=str(self.shard("base")), out_dir=str(self.run_dir(run)),
-                objective="clm", max_tokens=tokens, ckpt_every_tokens=self._ckpt_every(tokens), lr=float(self.params.get("base", {}).get("lr", lr)),
-                min_lr=min_lr, **common,
+                objective="clm", max_tokens=tokens, ckpt_every_tokens=self._ckpt_every(tokens), lr=blr,
+                min_lr=blr * float(self.params["cpt"]["min_lr_ratio"]), **common,
             )
         if run == "reference":
             from rho.data.shards import TokenShard
@@ -248,7 +272,7 @@ class Study:
             ref = TokenShard.open(self.shard("ref"))
             blocks = ref.n_blocks(int(z["block_size"]))
             tokens = int(self.params["reference"]["epochs"]) * blocks * int(z["block_size"])
-            rlr = float(self.params["reference"]["lr"])
+            rlr = rates["reference"]
             return TrainConfig(
                 model=self.final_model("base"), train_shard=str(self.shard("ref")),
                 out_dir=str(self.run_dir(run)), objective="clm", max_tokens=tokens, ckpt_every_tokens=self._ckpt_every(tokens), lr=rlr,

@@ -116,14 +116,19 @@ def data_part(study: Study) -> dict[str, Any]:
     manifest = build_data(study)
     table = corpus_table(study.world_dir)
     d = part_dir(study, "data")
-    write_table3(table, d / "corpus_table", title=f"Corpora of the `{study.profile}` world (seed {study.seed})")
-    share_cols = [c for c in table.columns if c.startswith("share_") or c.startswith("noise:")]
+    flat = table.reset_index()  # the corpus name is the index; tables keep it as a column
+    write_table3(flat, d / "corpus_table", title=f"Corpora of the `{study.profile}` world (seed {study.seed})")
+    kinds = [k for k in manifest.get("label_names", [])[1:] if k in flat.columns]
     fig = Figure(figsize=(7, 3.5), layout="constrained")
     ax = fig.subplots()
-    if share_cols:
-        long = table.melt(id_vars="corpus", value_vars=share_cols, var_name="kind", value_name="share")
-        sns.barplot(long, x="corpus", y="share", hue="kind", ax=ax)
-    ax.set_title("Noise share of tokens by kind")
+    if kinds:
+        long = flat.melt(id_vars="corpus", value_vars=kinds, var_name="kind", value_name="share")
+        long["share"] = pd.to_numeric(long["share"], errors="coerce")
+        sns.barplot(long.dropna(subset=["share"]), x="corpus", y="share", hue="kind", ax=ax)
+        ax.set_ylabel("share of the corpus's tokens")
+    else:  # hub corpora (paper profile) carry no provenance labels
+        ax.text(0.5, 0.5, "no provenance labels in this world", ha="center", va="center")
+    ax.set_title("Noise share of tokens by kind (from the world's provenance labels)")
     save_figure(fig, d / "noise_shares.png")
     return {"manifest": manifest, "table": table, "figure": fig}
 

@@ -154,8 +154,9 @@ def evaluate_run(study: Study, run: str, *, batch_size: int = 16) -> Path:
     limit = z.get("eval_limit")
     tasks = _math_tasks(study)
     spec = study.run_spec(run) if run in study.run_names else {"part": run}
+    context = int(z["block_size"])  # the models never saw positions beyond the training block
     eval_kw = dict(data_root=study.world_dir, limit=limit, batch_size=batch_size,
-                   max_new_tokens=int(z["max_new_tokens"]), progress=True)
+                   max_new_tokens=int(z["max_new_tokens"]), context_length=context, progress=True)
     out = study.eval_dir(run)
     with atomic_dir(out) as tmp:
         final = evaluate_model(study.final_model(run), tasks, out_dir=tmp / "final", **eval_kw)
@@ -167,7 +168,7 @@ def evaluate_run(study: Study, run: str, *, batch_size: int = 16) -> Path:
             model, tokenizer = _load(path)
             for t in _generate_tasks(study, tasks):
                 val = downstream_loss(model, study.world_dir / "eval" / t, tokenizer=tokenizer, limit=limit,
-                                      batch_size=batch_size, progress=False)
+                                      batch_size=batch_size, progress=False, context_length=context)
                 rows.append({"run": run, "tokens": tok, "task": t, "downstream_loss": val})
         pd.DataFrame(rows).to_csv(tmp / "downstream.csv", index=False)
         if spec.get("part") in CURVE_PARTS and spec.get("group") != "slm_variants":
@@ -181,7 +182,7 @@ def evaluate_run(study: Study, run: str, *, batch_size: int = 16) -> Path:
             lm_dir = study.world_dir / "eval" / "lm_eval"
             names = sorted(p.stem for p in lm_dir.glob("*.yaml"))
             general = run_lm_eval(study.final_model(run), names, include_path=lm_dir, limit=limit,
-                                  batch_size=batch_size)
+                                  batch_size=batch_size, max_length=context)
             general.insert(0, "run", run)
             general.to_csv(tmp / "general.csv", index=False)
     return out

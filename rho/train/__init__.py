@@ -17,12 +17,33 @@ micro or global selection scope), :mod:`~rho.train.distributed` (DDP/FSDP plumbi
 :mod:`~rho.train.metrics` (per-step log) and :mod:`~rho.train.loop` (the loop itself).
 """
 
-from rho.train.batches import Batch, BatchLoader, BlockOrder, DataError
-from rho.train.checkpoint import CheckpointError
-from rho.train.config import ConfigError, TrainConfig
-from rho.train.distributed import DistributedError
-from rho.train.loop import TrainingDivergedError, TrainResult, train
-from rho.train.objective import Objective, StepSelector
+from importlib import import_module
+from typing import Any
+
+#: Public name -> submodule defining it.  Imported on first use (PEP 562), so that reading a
+#: ``TrainConfig`` (e.g. in the study's notebooks) does not pay for importing torch/transformers.
+_EXPORTS = {
+    "Batch": "batches",
+    "BatchLoader": "batches",
+    "BlockOrder": "batches",
+    "DataError": "batches",
+    "CheckpointError": "checkpoint",
+    "ConfigError": "config",
+    "TrainConfig": "config",
+    "DistributedError": "distributed",
+    "TrainingDivergedError": "loop",
+    "TrainResult": "loop",
+    "train": "loop",
+    "Objective": "objective",
+    "StepSelector": "objective",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(f"rho.train.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'rho.train' has no attribute {name!r}")
+
 
 __all__ = [
     "Batch",

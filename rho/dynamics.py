@@ -51,8 +51,13 @@ class TokenDynamics:
     fluctuation: np.ndarray
 
     def shares(self) -> dict[str, float]:
-        """Fraction of defined tokens in each category (see :func:`category_shares`)."""
-        return category_shares(self.categories)
+        """Fraction of defined tokens in each category, in :data:`CATEGORIES` order (all 0 if none).
+
+        ``rho.analysis.category_shares`` gives the same shares as a table beside the paper's.
+        """
+        defined = self.categories[self.categories != UNDEFINED]
+        n = defined.size
+        return {c: (float(np.count_nonzero(defined == c)) / n if n else 0.0) for c in CATEGORIES}
 
 
 def _as_matrix(losses: np.ndarray) -> np.ndarray:
@@ -146,35 +151,3 @@ def loss_change(losses: np.ndarray) -> np.ndarray:
 def fluctuation(losses: np.ndarray) -> np.ndarray:
     """RMS residual of each token's loss around its fitted line: how much it fluctuates."""
     return fit_trend(losses)[3]
-
-
-def category_shares(categories: np.ndarray) -> dict[str, float]:
-    """Fraction of tokens in each of the four categories, ignoring ``"NA"`` tokens.
-
-    Always returns the four keys in :data:`CATEGORIES` order; all zero if no token is defined.
-    """
-    cats = np.asarray(categories)
-    defined = cats != UNDEFINED
-    n = int(defined.sum())
-    return {c: (float((cats == c).sum()) / n if n else 0.0) for c in CATEGORIES}
-
-
-def fluctuating_tokens(
-    dyn: TokenDynamics, top: float = 0.1, within: tuple[str, ...] = ("L->L", "H->H")
-) -> np.ndarray:
-    """Indices of the ``top`` fraction most-fluctuating tokens among the ``within`` categories.
-
-    This is the selection behind paper Figure 3(b, c) / D.2: tokens that stay (on trend) low or
-    high but whose loss swings around the trend.  Sorted by fluctuation, largest first.
-    """
-    if not 0 < top <= 1:
-        raise DynamicsError(f"top must be in (0, 1], got {top!r}")
-    unknown = set(within) - set(CATEGORIES)
-    if unknown:
-        raise DynamicsError(f"unknown categories {sorted(unknown)}; choose from {CATEGORIES}")
-    idx = np.flatnonzero(np.isin(dyn.categories, list(within)))
-    if idx.size == 0:
-        return idx
-    k = max(1, int(np.floor(top * idx.size + 0.5)))
-    order = np.argsort(-dyn.fluctuation[idx], kind="stable")
-    return idx[order[:k]]

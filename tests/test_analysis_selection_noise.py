@@ -65,8 +65,8 @@ def test_detection_metrics_undefined_is_nan_and_zero_f1():
 
 def test_kept_by_label_with_names_and_string_keys():
     df = kept_by_label({0: (6, 5), 1: (3, 1), 2: (1, 0)}, ["content", "gibberish", "boilerplate"])
-    assert list(df["label_name"]) == ["content", "boilerplate", "gibberish"]
-    np.testing.assert_allclose(df["kept_fraction"], [5 / 6, 0.0, 1 / 3])
+    assert list(df["label_name"]) == ["content", "gibberish", "boilerplate"]  # content first, then by id
+    np.testing.assert_allclose(df["kept_fraction"], [5 / 6, 1 / 3, 0.0])
     assert list(df["kind"]) == ["content", "noise", "noise"]
     # counts as logged in JSON (string keys) and summed over steps
     total = sum_label_counts([{"0": [3, 2], "gibberish": [1, 0]}, {"0": [3, 3], "gibberish": [2, 1]}])
@@ -82,3 +82,11 @@ def test_counts_validation():
         kept_by_label({0: 5})
     with pytest.raises(AnalysisInputError, match="non-empty"):
         detection_metrics({})
+
+
+def test_name_keyed_counts_get_their_label_ids_from_the_shard_names():
+    """Training logs key counts by name; with the shard's label names the ids come back, in id order."""
+    names = ["content", "forum", "navigation", "gibberish"]
+    df = kept_by_label({"gibberish": (4, 1), "content": (10, 9), "forum": (5, 2)}, names)
+    assert df["label"].tolist() == [0, 1, 3] and df["label_name"].tolist() == ["content", "forum", "gibberish"]
+    assert df["kind"].tolist() == ["content", "noise", "noise"]

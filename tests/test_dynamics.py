@@ -11,10 +11,8 @@ from rho.dynamics import (
     CATEGORIES,
     DynamicsError,
     analyze_dynamics,
-    category_shares,
     classify_tokens,
     fit_trend,
-    fluctuating_tokens,
     fluctuation,
     loss_change,
 )
@@ -97,14 +95,20 @@ def test_non_finite_tokens_are_na_and_excluded():
 
 
 def test_category_shares_sum_to_one_and_empty():
+    """The shares table (rho.analysis) over classify_tokens output: NA tokens are not counted."""
+    from rho.analysis import AnalysisInputError, category_shares
+
     cats = np.array(["H->L", "L->L", "L->L", "H->H", "L->H", "NA"])
-    s = category_shares(cats)
-    assert sum(s.values()) == pytest.approx(1.0)
+    s = category_shares(cats).set_index("category")["share"]
+    assert list(s.index) == list(CATEGORIES) and s.sum() == pytest.approx(1.0)
     assert s["L->L"] == pytest.approx(0.4)
-    assert category_shares(np.array(["NA"])) == dict.fromkeys(CATEGORIES, 0.0)
+    with pytest.raises(AnalysisInputError, match="all undefined"):
+        category_shares(np.array(["NA"]))
 
 
 def test_fluctuation_and_fluctuating_tokens():
+    from rho.analysis import AnalysisInputError, fluctuating_tokens
+
     x = np.arange(9)  # odd length: the zig-zag has an exactly flat fit
     calm = 1.0 + 0.0 * x
     wiggle = 1.0 + 0.5 * (-1.0) ** x  # zig-zag around a flat line
@@ -115,13 +119,14 @@ def test_fluctuation_and_fluctuating_tokens():
     assert dyn.fluctuation[0] == pytest.approx(0.0, abs=1e-12)
     assert dyn.fluctuation[3] == pytest.approx(0.0, abs=1e-12)
     assert dyn.fluctuation[2] > dyn.fluctuation[1] > 0.4
-    top = fluctuating_tokens(dyn, top=0.5)  # 3 tokens in L->L/H->H, keep 2, largest first
-    assert top.tolist() == [2, 1]
-    assert fluctuating_tokens(dyn, top=1.0, within=("H->L",)).tolist() == [3]
-    with pytest.raises(DynamicsError, match="unknown categories"):
-        fluctuating_tokens(dyn, within=("X->Y",))
-    with pytest.raises(DynamicsError, match="top"):
-        fluctuating_tokens(dyn, top=0)
+    top = fluctuating_tokens(traj, dyn.categories, top_k=2)  # 3 tokens in L->L/H->H, 2 largest first
+    assert top["token_index"].tolist() == [2, 1]
+    assert top["residual_std"].to_numpy() == pytest.approx(dyn.fluctuation[[2, 1]])
+    assert fluctuating_tokens(traj, dyn.categories, within=("H->L",))["token_index"].tolist() == [3]
+    with pytest.raises(AnalysisInputError, match="unknown categories"):
+        fluctuating_tokens(traj, dyn.categories, within=("X->Y",))
+    with pytest.raises(AnalysisInputError, match="top_k"):
+        fluctuating_tokens(traj, dyn.categories, top_k=0)
 
 
 @pytest.mark.parametrize(

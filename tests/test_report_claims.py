@@ -1,10 +1,15 @@
 """Claims scorecard: each check on both sides of its threshold, missing inputs, rendering."""
 
+import json
+
+import numpy as np
 import pandas as pd
 import pytest
 
 from rho.analysis import AnalysisInputError, category_shares
 from rho.report import CLAIMS, STATUSES, load_claim_texts, scorecard, write_scorecard
+from rho.report.claims import FIT_R2_MIN, NOISE_Z
+from rho.report.paper_tables import TABLE3_TASKS
 
 BY_ID = {c.id: c for c in CLAIMS}
 R, N, P, T = "reproduced", "not reproduced", "partially", "not tested at this scale"
@@ -105,6 +110,46 @@ def test_c7_self_reference(arms, expected):
     assert status("C7", **m) == expected
 
 
+SELFREF = dict(
+    selfref_clm_avg_acc=0.215,
+    selfref_lrm_avg_acc=0.25,
+    selfref_hrm_avg_acc=0.24,
+    selfref_intersect_avg_acc=0.27,
+)
+
+
+@pytest.mark.parametrize(("se", "expected"), [(None, R), (0.005, R), (0.01, P), (0.03, P)])
+def test_c7_noise_margin_per_arm(se, expected):
+    # gains over CLM: lrm +3.5, hrm +2.5, intersect +5.5 pts; margin 2*sqrt(2)*se: 1.4 pts at se 0.005,
+    # 2.8 at 0.01 (hrm inside the noise), 8.5 at 0.03 (every arm inside the noise: still only "partially")
+    v = BY_ID["C7"].evaluate({**SELFREF, "selfref_avg_stderr": se})
+    assert v.status == expected
+    if se is not None:
+        assert f"noise margin {100 * NOISE_Z * np.sqrt(2) * se:.1f} pts" in v.note
+    if se == 0.01:
+        assert "hrm ahead of CLM within noise" in v.note and "lrm beats CLM beyond noise" in v.note
+    # the same margin as C3 applies to each arm
+    c3 = status("C3", clm_avg_acc=0.215, slm_avg_acc=0.24, avg_acc_stderr=se)
+    assert (c3 == R) == ("hrm beats" in v.note)
+
+
+def test_c7_no_arm_beyond_noise_is_never_reproduced_and_lists_tasks():
+    m = {**SELFREF, "selfref_avg_stderr": 0.05, "selfref_tasks": list(TABLE3_TASKS)}
+    v = BY_ID["C7"].evaluate(m)
+    assert v.status == P and "averages over 6 tasks: " + ", ".join(TABLE3_TASKS) in v.note
+    assert "Tables 3-4 average" not in v.note
+    v = BY_ID["C7"].evaluate({**SELFREF, "selfref_tasks": ["gsm8k", "math"]})
+    assert v.status == R and "averages over 2 tasks: gsm8k, math" in v.note
+    assert "Tables 3-4 average 6" in v.note  # a different task set than the paper's is flagged
+    below = {
+        **SELFREF,
+        "selfref_lrm_avg_acc": 0.2,
+        "selfref_hrm_avg_acc": 0.21,
+        "selfref_intersect_avg_acc": 0.215,
+    }
+    assert status("C7", **below, selfref_avg_stderr=0.01) == N
+
+
 @pytest.mark.parametrize(
     ("sel_s", "ds_s", "unsel", "expected"),
     [(-0.5, 1.0, 0.1, R), (-0.5, 1.5, 0.1, P), (-0.1, 1.5, -0.1, N)],
@@ -125,8 +170,70 @@ def test_c9_slope_signs(a_s, a_u, expected):
     assert status("C9", fit_selected_a=a_s, fit_unselected_a=a_u) == expected
 
 
+@pytest.mark.parametrize(
+    ("a_s", "a_u", "r2_s", "r2_u", "expected", "weak"),
+    [
+        (-0.3, 0.2, 0.9, 0.8, R, None),
+        (-0.3, 0.2, 0.9, 0.3, P, "unselected"),
+        (-0.3, 0.2, 0.2, 0.8, P, "selected"),
+        (-0.3, 0.2, 0.2, 0.3, P, "selected and unselected"),
+        (-0.3, 0.2, FIT_R2_MIN, FIT_R2_MIN, R, None),
+        (-0.3, -0.1, 0.9, 0.9, P, None),
+        (0.3, 0.2, 0.9, 0.9, P, None),
+        (0.3, -0.2, 0.9, 0.9, N, None),
+    ],
+)
+def test_c9_signs_and_fit_quality(a_s, a_u, r2_s, r2_u, expected, weak):
+    m = dict(fit_selected_a=a_s, fit_unselected_a=a_u, fit_selected_r2=r2_s, fit_unselected_r2=r2_u)
+    v = BY_ID["C9"].evaluate(m)
+    assert v.status == expected
+    # the note states each sign condition, whether it held, with the numbers and R^2
+    assert f"a_selected = {a_s:.3g} < 0" in v.note and f"a_unselected = {a_u:.3g} > 0" in v.note
+    assert f"accuracy rises as selected-token loss falls): {'held' if a_s < 0 else 'failed'}" in v.note
+    assert f"unselected-token loss): {'held' if a_u > 0 else 'failed'}" in v.note
+    assert f"R^2 {r2_u:.2f}" in v.note
+    if weak is None:
+        assert "weak" not in v.note
+    else:
+        assert f"the {weak} fit is weak (R^2 < {FIT_R2_MIN})" in v.note
+
+
+def test_c9_degenerate_fit_reads_no_sign():
+    """Constant accuracy gives a ~0 slope with undefined R^2: no sign can be read from it."""
+    v = BY_ID["C9"].evaluate({"fit_selected_a": -2e-16, "fit_unselected_a": 0.2,
+                              "fit_selected_r2": float("nan"), "fit_unselected_r2": 0.8})
+    assert v.status == T and "selected fit is degenerate" in v.note
+
+
+def test_c9_without_r2_keeps_the_sign_verdict_and_says_so():
+    v = BY_ID["C9"].evaluate({"fit_selected_a": -0.3, "fit_unselected_a": 0.2})
+    assert v.status == R and "R^2 not given" in v.note and "fit quality not checked" in v.note
+
+
 def _ppl(rows):
     return pd.DataFrame(rows, index=[2, 5, 8], columns=[2, 5, 8, 11])
+
+
+def test_c10_string_labels_from_json_sort_as_numbers():
+    # checkpoint token counts of different digit counts: as text they sort "1003520" < "253952" < "98304"
+    rows, cols = [98304, 253952, 1003520], [98304, 253952, 1003520, 12058624]
+    good = pd.DataFrame([[6, 7, 5, 3], [5, 8, 6, 4], [4, 9, 7, 5]], index=rows, columns=cols)
+    expected = BY_ID["C10"].evaluate({"ppl_matrix": good})
+    assert expected.status == R and "-1.00 at the first evaluated ckpt, +1.00 at the last" in expected.ours
+    d = json.loads(json.dumps(good.to_dict()))  # what measured.json gives back: string labels
+    assert set(d) == {str(c) for c in cols}
+    for mat in (pd.DataFrame(d), d):
+        v = BY_ID["C10"].evaluate({"ppl_matrix": mat})
+        assert (v.status, v.ours, v.note) == (expected.status, expected.ours, expected.note)
+    # the rows and columns, shuffled and as strings, still give the same answer
+    shuffled = good.iloc[[2, 0, 1], [3, 1, 0, 2]]
+    shuffled.index, shuffled.columns = shuffled.index.map(str), shuffled.columns.map(str)
+    assert BY_ID["C10"].evaluate({"ppl_matrix": shuffled}).ours == expected.ours
+    # float labels that are not integral stay floats; non-numeric labels are refused
+    frac = good.rename(index={98304: 0.5}, columns={98304: "0.5"})
+    assert BY_ID["C10"].evaluate({"ppl_matrix": frac}).status == R
+    with pytest.raises(AnalysisInputError, match="token counts"):
+        BY_ID["C10"].evaluate({"ppl_matrix": good.rename(columns={98304: "first"})})
 
 
 def test_c10_order_and_double_descent():
@@ -152,6 +259,56 @@ def test_c10_order_and_double_descent():
 )
 def test_c11_best_ratio(by_ratio, expected):
     assert status("C11", acc_by_ratio=by_ratio) == expected
+
+
+@pytest.mark.parametrize(
+    ("by_ratio", "expected", "words"),
+    [
+        # a tie with keeping all tokens is no gain: the "selection beats all tokens" half fails
+        ({0.6: 0.30, 1.0: 0.30}, P, ["best ratio 60% within 50-70%: held", "(+0.0 pts): failed (no gain)"]),
+        ({0.4: 0.30, 0.8: 0.30, 1.0: 0.30}, N, ["best ratio 40% not within", "failed (no gain)"]),
+        ({0.4: 0.30, 0.6: 0.30, 1.0: 0.30}, P, ["best ratio 60% within", "failed (no gain)"]),
+        ({0.6: 0.30, 1.0: 0.31}, N, ["best ratio is 100%", "(-1.0 pts): failed (no gain)"]),
+        # without ratio 100% the selection half cannot hold
+        ({0.5: 0.3, 0.7: 0.2}, P, ["best ratio 50% within", "not tested (ratio 100% not measured)"]),
+    ],
+)
+def test_c11_ties_and_missing_full_ratio(by_ratio, expected, words):
+    v = BY_ID["C11"].evaluate({"acc_by_ratio": by_ratio})
+    assert v.status == expected
+    for w in words:
+        assert w in v.note
+
+
+@pytest.mark.parametrize(("acc60", "se", "expected"), [(0.32, 0.005, R), (0.32, 0.01, P), (0.35, 0.01, R)])
+def test_c11_gain_over_all_tokens_needs_to_clear_the_noise(acc60, se, expected):
+    # keys as measured.json gives them back (strings); the margin is C3's: 2 * sqrt(2) * se for equal stderrs
+    m = {
+        "acc_by_ratio": {"0.4": 0.2, "0.6": acc60, "1.0": 0.30},
+        "acc_by_ratio_stderr": {"0.4": se, "0.6": se, "1.0": se},
+    }
+    v = BY_ID["C11"].evaluate(m)
+    assert v.status == expected
+    assert status("C3", clm_avg_acc=0.30, slm_avg_acc=acc60, avg_acc_stderr=se) == expected
+    margin = NOISE_Z * np.sqrt(2) * se
+    assert (
+        f"60% {100 * acc60:.1f} vs 100% 30.0 (+{100 * (acc60 - 0.3):.1f} pts, noise margin {100 * margin:.1f} pts)"
+        in v.note
+    )
+    assert ("within noise" in v.note) == (expected == P) and "best ratio 60% within 50-70%: held" in v.note
+    # out of the range and inside the noise: only "partially"; unequal stderrs combine as sqrt(a^2 + b^2)
+    m = {"acc_by_ratio": {0.3: 0.32, 1.0: 0.30}, "acc_by_ratio_stderr": {0.3: 0.003, 1.0: 0.006}}
+    v = BY_ID["C11"].evaluate(m)
+    assert v.status == P and f"noise margin {100 * NOISE_Z * np.hypot(0.003, 0.006):.1f} pts" in v.note
+
+
+def test_noise_margin_ignores_nan_stderr_and_refuses_negative():
+    assert status("C3", clm_avg_acc=0.20, slm_avg_acc=0.21, avg_acc_stderr=float("nan")) == R
+    m = {"acc_by_ratio": {0.6: 0.32, 1.0: 0.30}, "acc_by_ratio_stderr": {0.6: float("nan"), "1.0": None}}
+    v = BY_ID["C11"].evaluate(m)
+    assert v.status == R and "noise margin" not in v.note
+    with pytest.raises(AnalysisInputError, match="standard errors"):
+        BY_ID["C7"].evaluate({**SELFREF, "selfref_avg_stderr": -0.01})
 
 
 def test_c12_weak_to_strong():

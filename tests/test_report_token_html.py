@@ -130,3 +130,50 @@ def test_rendered_dom_in_headless_chromium(tmp_path):
     shot = tmp_path / "shot.png"
     _chromium([f"--screenshot={shot}", "--window-size=1000,600", page.resolve().as_uri()], tmp_path)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 5000
+
+
+BLOCKS = [
+    [("<s>", None, 0, None), (" a", True, 0, 0.5), (" b", False, 1, 2.0), (" c", True, 0, 0.1)],
+    [("x", None, None, None), (" y", False, 0, 1.0)],
+]
+
+
+def test_context_tokens_are_neutral_and_not_counted():
+    src = render_token_html_string(BLOCKS, unit="block", label_names=["content", "gibberish"])
+    p = _parse(src)
+    assert [s["text"] for s in p.spans] == [t[0] for d in BLOCKS for t in d]
+    state = [next(c for c in s["class"] if c in ("kept", "dropped", "context")) for s in p.spans]
+    assert state == ["context", "kept", "dropped", "kept", "context", "dropped"]
+    assert p.spans[0]["title"] == "context: not scored | provenance: content"
+    assert p.spans[4]["title"] == "context: not scored"
+    assert ".tok.context" in src and "color: #9a9a9a" in src  # grey, not the kept colour
+    # counts and shares cover scored tokens only: 2 of 3 and 0 of 1, not 3/4 and 1/2
+    heads = re.findall(r'data-kept="(\d+)" data-total="(\d+)" data-context="(\d+)"', src)
+    assert heads == [("2", "3", "1"), ("0", "1", "1")]
+    assert "kept 2/3 tokens (66.7%) + 1 context" in src and "kept 0/1 tokens (0.0%) + 1 context" in src
+    summary = " ".join(re.search(r'<div class="summary" id="summary">(.*?)</div>', src, re.S).group(1).split())
+    assert summary == "2 blocks; 2 of 4 tokens kept (50.0%); 2 context tokens not scored."
+    assert "context token</span>" in src  # legend entry
+    assert [m for m in re.findall(r'<span class="doc-title">(.*?)</span>', src)] == ["block 1", "block 2"]
+
+
+def test_unit_word_defaults_and_no_context_legend():
+    src = render_token_html_string([[("a", True, None, None)]])
+    assert "1 document;" in src and '<span class="doc-title">document 1</span>' in src
+    assert "context token</span>" not in src and "context tokens not scored" not in src
+    src = render_token_html_string([[("a", None, None, None)]], unit="block")
+    assert "kept 0/0 tokens (n/a) + 1 context" in src and "0 of 0 tokens kept (n/a)" in src
+    with pytest.raises(AnalysisInputError, match="block 0 token 0"):
+        render_token_html_string([[("a", 1, 0, None)]], unit="block")
+    with pytest.raises(AnalysisInputError, match="unit must be"):
+        render_token_html_string([[("a", True, 0, None)]], unit="")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")
+def test_context_tokens_in_headless_chromium(tmp_path):
+    page = render_token_html(BLOCKS, tmp_path / "blocks.html", unit="block")
+    dom = _chromium(["--dump-dom", page.resolve().as_uri()], tmp_path).stdout
+    p = _parse(dom)
+    assert sum("context" in s["class"] for s in p.spans) == 2
+    assert sum("kept" in s["class"] for s in p.spans) == 2 and sum("dropped" in s["class"] for s in p.spans) == 2
+    assert "2 of 4 tokens kept (50.0%)" in " ".join(html.unescape(dom).split())

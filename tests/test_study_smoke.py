@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -36,28 +36,40 @@ EXPECTED = {
 }
 
 
-def _run(cmd: list[str], cwd: Path, timeout: int = 1500) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", PYTHONPATH=str(cwd))
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+def _env(cwd: Path, **extra: str) -> dict[str, str]:
+    return dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", PYTHONPATH=str(cwd), **extra)
+
+
+def _run(cmd: list[str], cwd: Path, timeout: int = 1500, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, env=_env(cwd, **env), capture_output=True, text=True, timeout=timeout)
+
+
+def _start_server(repo: Path, sock: Path) -> subprocess.Popen:
+    """``python -m rho.study serve`` in ``repo``: the DAG's stages then skip importing torch 44 times."""
+    proc = subprocess.Popen([sys.executable, "-m", "rho.study", "serve", "--socket", str(sock)], cwd=repo,
+                            env=_env(repo), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not sock.exists():
+        assert proc.poll() is None, f"the study server died: {proc.stderr.read().decode()[-3000:]}"
+        assert time.monotonic() < deadline, "the study server did not start in 120 s"
+        time.sleep(0.1)
+    return proc
 
 
 @pytest.fixture(scope="module")
 def smoke_repo(tmp_path_factory) -> Path:
     """A git + DVC copy of the working tree with `profile: smoke`, after a full `dvc repro`."""
-    repo = tmp_path_factory.mktemp("study") / "repo"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                           text=True, check=True).stdout.split()
-    for f in files:
-        src = ROOT / f
-        if src.is_file() and not f.startswith(("results/smoke/", "results/mini/")):
-            (repo / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, repo / f)
-    params = (repo / "params.yaml").read_text()
-    (repo / "params.yaml").write_text(params.replace("\nprofile: mini", "\nprofile: smoke", 1))
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "smoke"]):
-        subprocess.run(cmd, cwd=repo, check=True)
-    res = _run(["dvc", "repro"], repo)
+    from rho.study.scratch import scratch_copy
+
+    repo = scratch_copy(ROOT, tmp_path_factory.mktemp("study") / "repo", "smoke")
+    assert not (repo / "results" / "mini").exists() and (repo / "results" / "paper").is_dir()
+    sock = repo.parent / "study.sock"
+    server = _start_server(repo, sock)
+    try:
+        res = _run(["dvc", "repro"], repo, RHO_STUDY_SERVER=str(sock))
+    finally:
+        server.kill()
+        server.wait()
     assert res.returncode == 0, f"dvc repro failed:\n{res.stdout[-6000:]}\n{res.stderr[-6000:]}"
     return repo
 
@@ -100,6 +112,7 @@ def test_scorecard_covers_every_claim_and_metrics_are_tracked(smoke_repo):
 
 
 def test_rerun_reproduces_tables_and_pipeline_is_up_to_date(smoke_repo):
+    """Re-running a stage without the server (each stage its own process) gives the same bytes."""
     part = smoke_repo / "results" / "smoke" / "self_reference"
     before = {p.name: p.read_bytes() for p in part.iterdir()}
     res = _run(["dvc", "repro", "-f", "-s", "self_reference"], smoke_repo)

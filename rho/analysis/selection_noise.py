@@ -169,12 +169,19 @@ def _rows(counts: Counts, label_names: LabelNames) -> list[dict]:
     checked = _check_counts(counts)
     int_keys = np.array([k for k in checked if isinstance(k, int)], dtype=np.int64)
     names = label_name_map(int_keys, label_names) if int_keys.size else {}
+    if label_names is None:
+        ids: dict[str, int] = {}
+    elif isinstance(label_names, Mapping):
+        ids = {str(v): int(k) for k, v in label_names.items()}
+    else:
+        ids = {str(n): i for i, n in enumerate(label_names)}
     rows = []
     for k, (n_valid, n_sel) in checked.items():
         if isinstance(k, int):
             label, name, content = k, names[k], k == 0
-        else:
-            label, name, content = None, k, k == "content"
+        else:  # a name, as training logs key their counts: its id comes from label_names
+            label, name = ids.get(k), k
+            content = k == "content" if label is None else label == 0
         rows.append(
             {
                 "label": label,
@@ -184,5 +191,5 @@ def _rows(counts: Counts, label_names: LabelNames) -> list[dict]:
                 "n_selected": n_sel,
             }
         )
-    rows.sort(key=lambda r: (r["kind"] != "content", str(r["label_name"])))
+    rows.sort(key=lambda r: (r["kind"] != "content", r["label"] is None, r["label"] or 0, str(r["label_name"])))
     return rows

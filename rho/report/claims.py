@@ -21,14 +21,17 @@ C4     ``clm_curve``, ``slm_curve``: [(tokens, avg accuracy), ...] or frames wit
        the shared start, do not count); undefined if CLM ends no higher than it started
 C6     ``general_clm_avg_acc``, ``general_slm_avg_acc``; optional ``general_acc_stderr``
 C7     ``selfref_clm_avg_acc``, ``selfref_lrm_avg_acc``, ``selfref_hrm_avg_acc``,
-       ``selfref_intersect_avg_acc``
+       ``selfref_intersect_avg_acc`` (averages over the tasks of Tables 3-4); optional
+       ``selfref_avg_stderr`` (float, stderr of one average) and ``selfref_tasks`` (list of task names)
 C8     ``slm_selected_loss_change``, ``clm_selected_loss_change`` (end - start loss on the tokens
        SLM selects), ``slm_unselected_loss_change``, ``slm_downstream_loss``, ``clm_downstream_loss``
        (final downstream loss)
 C9     ``fit_selected_a``, ``fit_unselected_a`` (``a`` of Acc = log(a L + c)); optional
-       ``fit_selected_r2``, ``fit_unselected_r2``
-C10    ``ppl_matrix``: frame [selected_at x evaluated_at] from ``rho.analysis.ppl_pivot``
-C11    ``acc_by_ratio``: {select ratio in (0, 1]: avg accuracy}
+       ``fit_selected_r2``, ``fit_unselected_r2`` (a fit with R^2 below :data:`FIT_R2_MIN` is weak)
+C10    ``ppl_matrix``: frame [selected_at x evaluated_at] from ``rho.analysis.ppl_pivot``, or its
+       ``to_dict()`` (labels may be strings after a JSON round trip; they are read as numbers)
+C11    ``acc_by_ratio``: {select ratio in (0, 1]: avg accuracy}; optional ``acc_by_ratio_stderr``:
+       {select ratio: stderr of that ratio's average accuracy} (keys may be strings)
 C12    ``w2s_clm_avg_acc``, ``w2s_slm_avg_acc`` (small RM guiding a larger model); optional
        ``w2s_acc_stderr``
 C13    ``target_ratio``, ``selected_frac`` (mean logged selected fraction); optional
@@ -69,6 +72,11 @@ SELECTED_FRAC_TOL = 0.01
 STEP_TIME_TOL = 1.15
 #: C11: the paper's best ratio (~60 %) counts as reproduced if our best lies in this closed range.
 BEST_RATIO_RANGE = (0.5, 0.7)
+#: C9: a fit of Acc = log(a L + c) with R^2 below this is weak; its slope sign is not fully trusted.
+FIT_R2_MIN = 0.5
+#: C3/C6/C7/C11/C12: a gain counts beyond noise if it exceeds this many standard errors of the
+#: difference of two averages (sqrt(se_a^2 + se_b^2); 2 * sqrt(2) * se when both have stderr se).
+NOISE_Z = 2.0
 
 
 @dataclass(frozen=True)
@@ -173,12 +181,30 @@ def _check_c2(m: Mapping[str, Any]) -> Verdict:
     return Verdict(NOT_REPRODUCED, ours, "fluctuating tokens are not enriched in noise")
 
 
+def _noise_margin(se_a: float | None, se_b: float | None = None) -> float | None:
+    """Smallest gain of one average over another that counts beyond noise, or None without stderrs.
+
+    ``NOISE_Z`` standard errors of the difference: ``NOISE_Z * sqrt(se_a^2 + se_b^2)``; a missing
+    ``se_b`` (or ``se_a``) is taken equal to the other, so one shared stderr ``se`` gives
+    ``2 * sqrt(2) * se``. A gain ``<=`` the margin is within noise. A NaN stderr (e.g. from a single
+    sample) counts as missing.
+    """
+    ses = [float(s) for s in (se_a, se_b) if s is not None and not np.isnan(float(s))]
+    if not ses:
+        return None
+    if any(s < 0 for s in ses):
+        raise AnalysisInputError(f"standard errors must be >= 0, got {ses}")
+    a, b = (ses[0], ses[0]) if len(ses) == 1 else ses
+    return float(NOISE_Z * np.sqrt(a * a + b * b))
+
+
 def _gain_verdict(clm: float, slm: float, stderr: float | None, what: str) -> Verdict:
     gain = slm - clm
     ours = f"CLM {_pp(clm)}, SLM {_pp(slm)} ({'+' if gain >= 0 else ''}{_pp(gain)} pts)"
     if gain <= 0:
         return Verdict(NOT_REPRODUCED, ours, f"SLM does not beat CLM on {what}")
-    if stderr is not None and gain <= 2 * np.sqrt(2) * stderr:
+    margin = _noise_margin(stderr)
+    if margin is not None and gain <= margin:
         return Verdict(
             PARTIALLY, ours, f"SLM ahead on {what} but within 2 standard errors ({_pp(stderr)} pts each)"
         )
@@ -244,16 +270,41 @@ def _check_c6(m: Mapping[str, Any]) -> Verdict:
 
 
 def _check_c7(m: Mapping[str, Any]) -> Verdict:
+    from rho.report.paper_tables import TABLE3_TASKS
+
     clm = _acc(m, "selfref_clm_avg_acc")
     arms = {k: _acc(m, f"selfref_{k}_avg_acc") for k in ("lrm", "hrm", "intersect")}
-    better = [k for k, v in arms.items() if v > clm]
-    ours = f"CLM {_pp(clm)}; " + ", ".join(f"{k} {_pp(v)}" for k, v in arms.items())
+    se = m.get("selfref_avg_stderr")
+    margin = _noise_margin(None if se is None else float(se))
+    tasks = m.get("selfref_tasks")
+    tasks = None if tasks is None else [tasks] if isinstance(tasks, str) else [str(t) for t in tasks]
+    gains = {k: v - clm for k, v in arms.items()}
+    better = [k for k, g in gains.items() if g > 0 and (margin is None or g > margin)]
+    in_noise = [k for k, g in gains.items() if g > 0 and k not in better]
+    ours = f"CLM {_pp(clm)}; " + ", ".join(
+        f"{k} {_pp(v)} ({'+' if gains[k] >= 0 else ''}{_pp(gains[k])} pts)" for k, v in arms.items()
+    )
     best_is_intersect = arms["intersect"] >= max(arms["lrm"], arms["hrm"])
+
+    def arm_note(k: str) -> str:
+        if k in better:
+            return f"{k} beats CLM" + ("" if margin is None else " beyond noise")
+        if k in in_noise:
+            return f"{k} ahead of CLM within noise"
+        return f"{k} does not beat CLM"
+
+    note = "; ".join(arm_note(k) for k in arms) + f"; intersection best: {best_is_intersect}"
+    if margin is not None:
+        note += f"; noise margin {_pp(margin)} pts ({NOISE_Z:g} stderr of a difference, {_pp(float(se))} pts each)"
+    if tasks is not None:
+        note += f"; averages over {len(tasks)} tasks: {', '.join(tasks)}"
+        if sorted(tasks) != sorted(TABLE3_TASKS):
+            note += f" (Tables 3-4 average {len(TABLE3_TASKS)}: {', '.join(TABLE3_TASKS)})"
     if len(better) == 3 and best_is_intersect:
-        return Verdict(REPRODUCED, ours, "all self-reference scores beat CLM; the intersection is best")
-    if better:
-        return Verdict(PARTIALLY, ours, f"beating CLM: {better}; intersection best: {best_is_intersect}")
-    return Verdict(NOT_REPRODUCED, ours, "no self-reference score beats CLM")
+        return Verdict(REPRODUCED, ours, note)
+    if better or in_noise:
+        return Verdict(PARTIALLY, ours, note)
+    return Verdict(NOT_REPRODUCED, ours, note)
 
 
 def _check_c8(m: Mapping[str, Any]) -> Verdict:
@@ -286,11 +337,39 @@ def _check_c9(m: Mapping[str, Any]) -> Verdict:
     if all(v is not None for v in r2):
         ours += f" (R^2 {float(r2[0]):.2f} / {float(r2[1]):.2f})"
     ok_s, ok_u = a_s < 0, a_u > 0
+    r2_s, r2_u = (None if v is None else float(v) for v in r2)
+    weak = [
+        name
+        for name, v in (("selected", r2_s), ("unselected", r2_u))
+        if v is not None and not v >= FIT_R2_MIN  # NaN R^2 counts as weak
+    ]
+
+    degenerate = [name for name, v in (("selected", r2_s), ("unselected", r2_u)) if v is not None and np.isnan(v)]
+    if degenerate:  # R^2 undefined: accuracy did not vary over the checkpoints, so a slope means nothing
+        return Verdict(NOT_TESTED, ours, f"the {' and '.join(degenerate)} fit is degenerate (R^2 undefined: "
+                       "accuracy did not vary over the checkpoints); no slope sign can be read")
+
+    def cond(name: str, a: float, op: str, ok: bool, r2v: float | None, meaning: str) -> str:
+        fit = "R^2 not given" if r2v is None else f"R^2 {r2v:.2f}"
+        return f"a_{name} = {a:.3g} {op} 0 ({meaning}): {'held' if ok else 'failed'} ({fit})"
+
     note = (
-        "checked: accuracy rises as selected-token loss falls (a_selected < 0) and moves the other way for "
-        "unselected tokens (a_unselected > 0); App. F prints the signs the other way round, see rho.analysis.acc_fit"
+        cond("selected", a_s, "<", ok_s, r2_s, "accuracy rises as selected-token loss falls")
+        + "; "
+        + cond("unselected", a_u, ">", ok_u, r2_u, "accuracy moves the other way with unselected-token loss")
     )
-    return Verdict(_status_from_count(int(ok_s) + int(ok_u), 2), ours, note)
+    if ok_s and ok_u:
+        if weak:
+            status = PARTIALLY
+            note += f"; both signs hold but the {' and '.join(weak)} fit is weak (R^2 < {FIT_R2_MIN})"
+        else:
+            status = REPRODUCED
+            if r2_s is None or r2_u is None:
+                note += "; fit quality not checked (R^2 missing)"
+    else:
+        status = _status_from_count(int(ok_s) + int(ok_u), 2)
+    note += "; App. F prints the signs the other way round, see rho.analysis.acc_fit"
+    return Verdict(status, ours, note)
 
 
 def _spearman(x: np.ndarray, y: np.ndarray) -> float:
@@ -300,12 +379,32 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(rx, ry)[0, 1])
 
 
+def _numeric_labels(labels: pd.Index, what: str) -> pd.Index:
+    """Checkpoint token counts as numbers (int when all integral), e.g. after JSON made them strings."""
+    try:
+        v = np.asarray([float(x) for x in labels], dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise AnalysisInputError(
+            f"ppl_matrix {what} must be checkpoint token counts, got {list(labels)}"
+        ) from e
+    if not np.isfinite(v).all():
+        raise AnalysisInputError(f"ppl_matrix {what} must be finite token counts, got {list(labels)}")
+    if np.all(v == np.round(v)):
+        return pd.Index(v.astype(np.int64))
+    return pd.Index(v)
+
+
 def _check_c10(m: Mapping[str, Any]) -> Verdict:
     mat = m["ppl_matrix"]
+    if isinstance(mat, Mapping):
+        mat = pd.DataFrame(mat)  # {evaluated_at: {selected_at: ppl}}, as DataFrame.to_dict() writes it
     if not isinstance(mat, pd.DataFrame) or mat.shape[0] < 2 or mat.shape[1] < 3:
         raise AnalysisInputError(
             "ppl_matrix must be a [selected_at x evaluated_at] frame with >= 2 rows, >= 3 columns"
         )
+    mat = mat.copy()
+    mat.index = _numeric_labels(mat.index, "index (selected_at)")
+    mat.columns = _numeric_labels(mat.columns, "columns (evaluated_at)")
     mat = mat.sort_index().sort_index(axis=1)
     sel = np.asarray(mat.index, dtype=np.float64)
     early, late = _spearman(sel, mat.iloc[:, 0].to_numpy()), _spearman(sel, mat.iloc[:, -1].to_numpy())
@@ -331,18 +430,44 @@ def _check_c11(m: Mapping[str, Any]) -> Verdict:
         )
     if len(by) < 2 or any(not 0 < k <= 1 for k in by):
         raise AnalysisInputError("acc_by_ratio needs >= 2 ratios in (0, 1], e.g. {0.6: 0.31, 1.0: 0.27}")
-    best = max(sorted(by), key=lambda k: by[k])
-    ours = (
-        ", ".join(f"{100 * k:.0f}%: {_pp(v)}" for k, v in sorted(by.items())) + f" (best {100 * best:.0f}%)"
-    )
+    se_by = {float(k): float(v) for k, v in dict(m.get("acc_by_ratio_stderr") or {}).items() if v is not None}
     lo, hi = BEST_RATIO_RANGE
-    if best < 1.0 and lo <= best <= hi:
-        return Verdict(REPRODUCED, ours, f"best ratio within {100 * lo:.0f}-{100 * hi:.0f}%")
-    if best < 1.0:
-        return Verdict(
-            PARTIALLY, ours, "selecting beats keeping all tokens, but the best ratio is away from ~60%"
+    rng = f"{100 * lo:.0f}-{100 * hi:.0f}%"
+    # the best selecting ratio (< 100%): highest accuracy; among ties one in the range, else the smallest
+    best = min((k for k in by if k < 1.0), key=lambda k: (-by[k], not lo <= k <= hi, k))
+    all_higher = by.get(1.0, -1.0) > by[best]
+    tie = by.get(1.0, -1.0) == by[best]
+    ours = ", ".join(f"{100 * k:.0f}%: {_pp(v)}" for k, v in sorted(by.items()))
+    ours += " (best 100%)" if all_higher else f" (best {100 * best:.0f}%{', tied with 100%' if tie else ''})"
+    # half 1: the best tested ratio lies in BEST_RATIO_RANGE (a tie with 100% leaves it among the best)
+    range_ok = not all_higher and lo <= best <= hi
+    if all_higher:
+        range_note = f"best ratio is 100%, above every selecting ratio, not within {rng}: failed"
+    else:
+        range_note = f"best ratio {100 * best:.0f}% {'within' if range_ok else 'not within'} {rng}: " + (
+            "held" if range_ok else "failed"
         )
-    return Verdict(NOT_REPRODUCED, ours, "keeping all tokens (ratio 100%) is best")
+    # half 2: selecting beats keeping all tokens; a tie is no gain, a gain inside the noise margin is only partial
+    if 1.0 not in by:
+        sel_state, sel_note = "untested", "selection beats all tokens: not tested (ratio 100% not measured)"
+    else:
+        gain = by[best] - by[1.0]
+        margin = _noise_margin(se_by.get(best), se_by.get(1.0))
+        nums = f"{100 * best:.0f}% {_pp(by[best])} vs 100% {_pp(by[1.0])} ({'+' if gain >= 0 else ''}{_pp(gain)} pts"
+        nums += ")" if margin is None else f", noise margin {_pp(margin)} pts)"
+        if gain <= 0:
+            sel_state, verdict = "failed", "failed (no gain)"
+        elif margin is not None and gain <= margin:
+            sel_state, verdict = "noise", "within noise"
+        else:
+            sel_state, verdict = "held", "held"
+        sel_note = f"selection beats all tokens, {nums}: {verdict}"
+    note = f"{range_note}; {sel_note}"
+    if range_ok and sel_state == "held":
+        return Verdict(REPRODUCED, ours, note)
+    if range_ok or sel_state in ("held", "noise"):
+        return Verdict(PARTIALLY, ours, note)
+    return Verdict(NOT_REPRODUCED, ours, note)
 
 
 def _check_c12(m: Mapping[str, Any]) -> Verdict:

@@ -5,8 +5,11 @@
     python -m rho.study score <scorer>       a scorer of params.yaml (e.g. rm_owm)
     python -m rho.study evaluate <run>       evaluate a run's final model (and its snapshots)
     python -m rho.study notebook <name> [--part PART]   execute notebooks/<name>.ipynb (papermill)
+    python -m rho.study serve --socket PATH  a fork server that runs the stages above warm
 
 Options: ``--params params.yaml`` and ``--profile NAME`` (overrides ``profile`` in the file).
+With ``RHO_STUDY_SERVER=PATH`` set, a stage runs in the server at PATH when one listens there
+(see :mod:`rho.study.server`), else in this process.
 """
 
 from __future__ import annotations
@@ -14,20 +17,34 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rho.study import stages
-from rho.study.config import Study
+from rho.study import server
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one stage."""
+    """Run one stage (in the fork server when ``$RHO_STUDY_SERVER`` names a live one)."""
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    if args_in[:1] != ["serve"]:
+        code = server.run_via_server(args_in)
+        if code is not None:
+            return code
     ap = argparse.ArgumentParser(prog="python -m rho.study", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=["data", "train", "score", "evaluate", "notebook"])
+    ap.add_argument("stage", choices=["data", "train", "score", "evaluate", "notebook", "serve"])
     ap.add_argument("name", nargs="?", help="run or scorer name")
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--profile", default=None)
     ap.add_argument("--part", default=None, help="notebook: the results/<profile>/<part> it writes")
-    args = ap.parse_args(argv)
+    ap.add_argument("--socket", default=None, help="serve: the Unix socket to listen on")
+    ap.add_argument("--idle-timeout", type=float, default=900.0, help="serve: exit after this many idle seconds")
+    args = ap.parse_args(args_in)
+    if args.stage == "serve":
+        if not args.socket:
+            ap.error("`serve` needs --socket PATH")
+        server.serve(args.socket, main, idle_timeout=args.idle_timeout)
+        return 0
+    from rho.study import stages
+    from rho.study.config import Study
+
     study = Study.load(args.params, profile=args.profile)
     if args.stage != "data" and not args.name:
         ap.error(f"`{args.stage}` needs a run or scorer name")

@@ -67,9 +67,9 @@ def mean_stderr(stderr: pd.Series) -> float:
     return float(np.sqrt((stderr.fillna(0) ** 2).sum()) / max(len(stderr), 1))
 
 
-def average_accuracy(results: pd.DataFrame) -> pd.DataFrame:
-    """Per run: mean primary metric over the Table-1 roles it has, and a stderr of that mean."""
-    t1 = results[results["in_table1"]]
+def average_accuracy(results: pd.DataFrame, roles: tuple[str, ...] = TABLE1_ROLES) -> pd.DataFrame:
+    """Per run: mean primary metric over the ``roles`` it has (default: Table 1's), and its stderr."""
+    t1 = results[results["in_table1"] & results["role"].isin(roles)]
     g = t1.groupby("run")
     out = pd.DataFrame({
         "avg_acc": g["value"].mean(),
@@ -95,6 +95,27 @@ def _ours(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"run": r["run"], "task": r["role"], "value": r["value"]})
 
 
+def tokens_label(n: float) -> str:
+    """A token count as the paper writes it: 15B, 10.5B, 750K."""
+    for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= div:
+            return f"{n / div:.3g}{suffix}"
+    return f"{n:.0f}"
+
+
+def trained_tokens(study: Study, run: str) -> str:
+    """Tokens a run trained on, as the paper's "train tokens" column counts them (SLM: selected)."""
+    n = float(study.sizes["cpt_tokens"])
+    if study.run_spec(run)["objective"] != "clm":
+        n *= selected_fraction(study, run)
+    return tokens_label(n)
+
+
+def titled(study: Study, text: str) -> str:
+    """``text`` with the profile (scale) it was obtained at."""
+    return f"{text} (`{study.profile}` profile)"
+
+
 def selected_fraction(study: Study, run: str) -> float:
     """Mean logged selected fraction of a run (the effective ratio)."""
     from rho.analysis import read_log
@@ -117,7 +138,7 @@ def data_part(study: Study) -> dict[str, Any]:
     table = corpus_table(study.world_dir)
     d = part_dir(study, "data")
     flat = table.reset_index()  # the corpus name is the index; tables keep it as a column
-    write_table3(flat, d / "corpus_table", title=f"Corpora of the `{study.profile}` world (seed {study.seed})")
+    write_table3(flat, d / "corpus_table", title=titled(study, f"Corpora of the miniature world (seed {study.seed})"))
     kinds = [k for k in manifest.get("label_names", [])[1:] if k in flat.columns]
     fig = Figure(figsize=(7, 3.5), layout="constrained")
     ax = fig.subplots()
@@ -128,7 +149,7 @@ def data_part(study: Study) -> dict[str, Any]:
         ax.set_ylabel("share of the corpus's tokens")
     else:  # hub corpora (paper profile) carry no provenance labels
         ax.text(0.5, 0.5, "no provenance labels in this world", ha="center", va="center")
-    ax.set_title("Noise share of tokens by kind (from the world's provenance labels)")
+    ax.set_title(titled(study, "Noise share of tokens by kind (provenance labels)"))
     save_figure(fig, d / "noise_shares.png")
     return {"manifest": manifest, "table": table, "figure": fig}
 
@@ -145,7 +166,7 @@ def token_dynamics_part(study: Study, run: str = "math_clm", max_blocks: int | N
     )
     from rho.data.shards import TokenShard
     from rho.dynamics import classify_tokens
-    from rho.report.plots import category_loss_curves
+    from rho.report.plots import category_loss_curves, token_loss_trajectories
     from rho.study.probes import block_labels, loss_matrix
 
     z = study.sizes
@@ -167,10 +188,12 @@ def token_dynamics_part(study: Study, run: str = "math_clm", max_blocks: int | N
     write_table3(shares, d / "category_shares",
                 title=f"Token categories over {len(cps)} checkpoints of `{run}` ({study.profile}), paper: C1")
     curves.to_csv(d / "category_curves.csv", index=False)
-    write_table3(fluct, d / "fluctuating_tokens", title="Most fluctuating L->L / H->H tokens")
+    write_table3(fluct, d / "fluctuating_tokens", title=titled(study, "Most fluctuating L->L / H->H tokens"))
     if by_label is not None:
-        write_table3(by_label, d / "categories_by_label", title="Categories by provenance label")
-    fig = category_loss_curves(curves)
+        write_table3(by_label, d / "categories_by_label", title=titled(study, "Categories by provenance label"))
+    examples = token_loss_trajectories(losses, fluct, checkpoints=tokens, per_category=3)
+    fig = category_loss_curves(curves, examples=examples)
+    fig.suptitle(titled(study, f"Figure 3 analog: token loss over checkpoints of `{run}`"))
     save_figure(fig, d / "figure3_category_curves.png")
     measured = {
         "category_shares": dict(zip(shares["category"], shares["share"], strict=True)),
@@ -194,9 +217,9 @@ def reference_part(study: Study) -> dict[str, Any]:
     d = part_dir(study, "reference_model")
     res = eval_results(study, ["base", "reference"])
     acc = accuracy_wide(res)
-    write_table3(acc.reset_index(), d / "accuracy", title="Base model vs reference model (fractions)")
+    write_table3(acc.reset_index(), d / "accuracy", title=titled(study, "Base model vs reference model (fractions)"))
     curves = loss_curves({"reference": read_log(study.run_dir("reference"))}, metrics=("loss",))
-    fig = training_loss_curves(curves, metrics=["loss"], title="Reference model training loss")
+    fig = training_loss_curves(curves, metrics=["loss"], title=titled(study, "Reference model training loss"))
     save_figure(fig, d / "training_loss.png")
     shard = TokenShard.open(study.shard("owm"))
     scores = load_scores(study.scores_dir("rm_owm"), shard)
@@ -209,14 +232,18 @@ def reference_part(study: Study) -> dict[str, Any]:
         rows.append({"label": name, "tokens": int(m.sum()),
                      "ref_loss": float(np.mean(scores.loss[m])), "ref_entropy": float(np.nanmean(scores.entropy[m]))})
     by_label = pd.DataFrame(rows)
-    write_table3(by_label, d / "ref_scores_by_label", title="Reference-model loss and entropy on owm, by provenance")
+    write_table3(by_label, d / "ref_scores_by_label",
+                 title=titled(study, "Reference-model loss and entropy on owm, by provenance"))
     return {"accuracy": acc, "curves": curves, "figure": fig, "scores_by_label": by_label}
 
 
 # ------------------------------------------------------------------ 04 math continual pretraining
 def tokens_to_reach(curve: pd.DataFrame, target: float) -> float | None:
-    """First training-token count at which an (tokens, acc) curve reaches ``target`` (None: never)."""
-    c = curve.sort_values("tokens")
+    """First training-token count > 0 at which a (tokens, acc) curve reaches ``target`` (None: never).
+
+    The 0-token point is the base model, not a result of training, so it never counts.
+    """
+    c = curve[curve["tokens"] > 0].sort_values("tokens")
     hit = c[c["acc"] >= target]
     return float(hit["tokens"].iloc[0]) if len(hit) else None
 
@@ -225,7 +252,8 @@ def avg_curve(study: Study, run: str) -> pd.DataFrame:
     """Average Table-1 accuracy of a run at each evaluated snapshot: columns tokens, acc."""
     df = pd.read_csv(study.eval_dir(run) / "curve.csv")
     df = df[df["metric"].isin(PRIMARY) & df["role"].isin(TABLE1_ROLES) & ~df["task"].isin(HELDOUT_TASKS)]
-    out = df.groupby("tokens")["value"].mean().reset_index().rename(columns={"value": "acc"})
+    g = df.groupby("tokens")
+    out = pd.DataFrame({"acc": g["value"].mean(), "stderr": g["stderr"].apply(mean_stderr)}).reset_index()
     out.insert(0, "run", run)
     return out
 
@@ -240,18 +268,18 @@ def math_cpt_part(study: Study) -> dict[str, Any]:
     main_slm = [r for r in runs if study.run_spec(r)["group"] == "slm_runs"][0]
     res = eval_results(study, ["base", *runs])
     d = part_dir(study, "math_cpt")
-    info = {r: {"model": r, "data": "owm", "train_tokens": str(study.sizes["cpt_tokens"])} for r in runs}
-    info["base"] = {"model": "base", "data": "", "train_tokens": ""}
+    info = {r: {"model": r, "data": "owm", "train_tokens": trained_tokens(study, r)} for r in runs}
+    info["base"] = {"model": "base", "data": None, "train_tokens": None}
     table = comparison_table("table1", _ours(res), profile=study.profile, run_info=info)
     write_table(table, d / "table1", title=f"Table 1 layout: few-shot CoT accuracy (%), ours at `{study.profile}`")
     avg = average_accuracy(res)
-    write_table3(avg, d / "average_accuracy", title="Average accuracy over the nine Table-1 roles (fraction)")
+    write_table3(avg, d / "average_accuracy", title=titled(study, "Average accuracy over the nine Table-1 roles (fraction)"))
     wide = accuracy_wide(res).reset_index()
     write_table3(wide, d / "accuracy_by_task",
-                title="Accuracy per task (fraction); gsm_unseen = held-out gsm templates, not in Table 1")
+                 title=titled(study, "Accuracy per task (fraction); gsm_unseen = held-out gsm templates, not in Table 1"))
     curves = pd.concat([avg_curve(study, r) for r in (clm, main_slm)], ignore_index=True)
     curves.to_csv(d / "figure1_curves.csv", index=False)
-    fig = accuracy_vs_tokens(curves, col=None, title="Figure 1 analog: average accuracy vs training tokens")
+    fig = accuracy_vs_tokens(curves, col=None, title=titled(study, "Figure 1 analog: average accuracy vs training tokens"))
     save_figure(fig, d / "figure1_accuracy_vs_tokens.png")
     a = avg.set_index("run")
     clm_final = float(a.loc[clm, "avg_acc"])
@@ -280,7 +308,8 @@ def general_cpt_part(study: Study) -> dict[str, Any]:
     clm = [r for r in runs if study.run_spec(r)["objective"] == "clm"][0]
     slm = [r for r in runs if study.run_spec(r)["objective"] == "slm"][0]
     res = eval_results(study, runs)
-    frames = [res[["run", "task", "value", "stderr", "n"]].assign(suite="math")]
+    t1 = res[res["in_table1"]]  # the Table-1 roles, named as the paper names them
+    frames = [t1.assign(task=t1["role"], suite="math")[["run", "task", "value", "stderr", "n", "suite"]]]
     for r in runs:
         g = study.eval_dir(r) / "general.csv"
         if g.is_file():
@@ -290,15 +319,24 @@ def general_cpt_part(study: Study) -> dict[str, Any]:
     allres = pd.concat(frames, ignore_index=True)
     d = part_dir(study, "general_cpt")
     wide = allres.pivot_table(index=["suite", "task"], columns="run", values="value").reset_index()
+    averages, measured = [], {}
+    for suite, sub in (("math", allres[allres.suite == "math"]), ("general", allres[allres.suite == "general"]),
+                       ("all", allres)):
+        if sub.empty:
+            continue
+        g = sub.groupby("run")
+        mean, stderr = g["value"].mean(), g["stderr"].apply(mean_stderr)
+        row = {"suite": "average", "task": f"{suite} ({sub['task'].nunique()} tasks)"}
+        averages.append(row | {r: float(mean[r]) for r in runs})
+        key = "" if suite == "all" else f"{suite}_"
+        measured |= {f"general_clm_{key}avg_acc": float(mean[clm]), f"general_slm_{key}avg_acc": float(mean[slm]),
+                     f"general_{key}acc_stderr": float(stderr[[clm, slm]].max())}
+    wide = pd.concat([wide, pd.DataFrame(averages)], ignore_index=True)
     wide["delta"] = wide[slm] - wide[clm]
-    write_table3(wide, d / "figure5_table", title=f"General continual pretraining, CLM vs SLM ({study.profile})")
-    fig = benchmark_bars(allres, title="Figure 5 analog: CLM vs SLM after general continual pretraining")
+    write_table3(wide, d / "figure5_table",
+                 title=titled(study, "General continual pretraining, CLM vs SLM (fractions; C6 uses the `all` average)"))
+    fig = benchmark_bars(allres, title=titled(study, "Figure 5 analog: CLM vs SLM after general continual pretraining"))
     save_figure(fig, d / "figure5_bars.png")
-    g = allres.groupby("run")
-    mean = g["value"].mean()
-    stderr = g["stderr"].apply(mean_stderr)
-    measured = {"general_clm_avg_acc": float(mean[clm]), "general_slm_avg_acc": float(mean[slm]),
-                "general_acc_stderr": float(stderr[[clm, slm]].max())}
     write_measured(study, "general_cpt", measured)
     return {"table": wide, "figure": fig, "measured": measured}
 
@@ -325,12 +363,17 @@ def self_reference_part(study: Study) -> dict[str, Any]:
                    "effective_ratio": f"{selected_fraction(study, r):.0%}"}
     d = part_dir(study, "self_reference")
     t4 = comparison_table("table4", _ours(res), profile=study.profile, run_info=info)
-    write_table(t4, d / "table4", title=f"Table 4 layout: self-reference score functions (%), ours at `{study.profile}`")
-    info3 = {r: {"model": r, "score_function": v["score_function"] if r != clm else "",
-                 "data": "owm", "train_tokens": str(study.sizes["cpt_tokens"])} for r, v in info.items()}
+    write_table(t4, d / "table4", title=f"Table 4 layout: self-reference score functions (%), ours at `{study.profile}`",
+                note="The paper labels its loss-based rows `L_delta`; its 70% row equals Table 3's `L_RM` row: "
+                     "both are the self-reference loss score, written `L_RM` in our rows.")
+    info3 = {r: {"model": r, "score_function": v["score_function"] if r != clm else None,
+                 "data": "owm", "train_tokens": trained_tokens(study, r)} for r, v in info.items()}
     t3 = comparison_table("table3", _ours(res), profile=study.profile, run_info=info3)
     write_table(t3, d / "table3", title=f"Table 3 layout (%), ours at `{study.profile}`")
-    avg = average_accuracy(res).set_index("run")["avg_acc"]
+    from rho.report.paper_tables import TABLE3_TASKS
+
+    tab = average_accuracy(res, roles=TABLE3_TASKS).set_index("run")  # the six tasks of Tables 3 and 4
+    avg = tab["avg_acc"]
     pick = {s: [r for r in runs if study.run_spec(r)["score"] == s and "score2" not in study.run_spec(r)]
             for s in ("ref_loss", "ref_entropy")}
     inter = [r for r in runs if study.run_spec(r).get("op") == "intersection"]
@@ -339,6 +382,8 @@ def self_reference_part(study: Study) -> dict[str, Any]:
         **({"selfref_lrm_avg_acc": float(avg[pick["ref_loss"][0]])} if pick["ref_loss"] else {}),
         **({"selfref_hrm_avg_acc": float(avg[pick["ref_entropy"][0]])} if pick["ref_entropy"] else {}),
         **({"selfref_intersect_avg_acc": float(avg[inter[0]])} if inter else {}),
+        "selfref_avg_stderr": float(tab["avg_stderr"].max()),
+        "selfref_tasks": list(TABLE3_TASKS),
         "effective_ratios": {r: selected_fraction(study, r) for r in runs},
     }
     write_measured(study, "self_reference", measured)
@@ -409,7 +454,7 @@ def analysis_part(study: Study, max_blocks: int | None = None) -> dict[str, Any]
     fig6 = pd.DataFrame(rows)
     fig6.to_csv(d / "figure6_losses.csv", index=False)
     save_figure(training_loss_curves(fig6, metrics=["loss_selected", "downstream_loss", "loss_unselected"],
-                                     title="Figure 6 analog"), d / "figure6_losses.png")
+                                     title=titled(study, "Figure 6 analog")), d / "figure6_losses.png")
 
     def change(run: str, metric: str) -> float:
         s = fig6[(fig6.run == run) & (fig6.metric == metric)].sort_values("tokens")["value"].to_numpy()
@@ -426,9 +471,10 @@ def analysis_part(study: Study, max_blocks: int | None = None) -> dict[str, Any]
         "clm_downstream_loss": last(clm, "downstream_loss"),
     })
 
-    # Figure 7 / Appendix F: accuracy vs selected / unselected token loss over SLM and CLM checkpoints
-    acc = pd.concat([avg_curve(study, r) for r in (clm, slm)], ignore_index=True)
-    pts = fig6[fig6.metric.isin(["loss_selected", "loss_unselected"])].merge(acc, on=["run", "tokens"])
+    # Figure 7 / Appendix F: accuracy vs selected / unselected token loss at the SLM run's checkpoints
+    # (the paper's fit is over SLM checkpoints; the 0-token point is the base model, counted once)
+    acc = avg_curve(study, slm)[["run", "tokens", "acc"]]
+    pts = fig6[(fig6.run == slm) & fig6.metric.isin(["loss_selected", "loss_unselected"])].merge(acc, on=["run", "tokens"])
     pts = pts.rename(columns={"value": "loss", "metric": "loss_kind"})
     fits = {}
     for kind in ("loss_selected", "loss_unselected"):
@@ -438,7 +484,9 @@ def analysis_part(study: Study, max_blocks: int | None = None) -> dict[str, Any]
         except Exception as e:  # a degenerate fit (e.g. constant accuracy) is reported, not fatal
             out.setdefault("fit_errors", {})[kind] = str(e)
     pts.to_csv(d / "figure7_points.csv", index=False)
-    save_figure(accuracy_vs_loss(pts, fits), d / "figure7_acc_vs_loss.png")
+    save_figure(accuracy_vs_loss(pts, fits, title=titled(study, f"Acc = log(aL + c) over `{slm}` checkpoints "
+                                                           "(9-task average accuracy)")),
+                d / "figure7_acc_vs_loss.png")
     for kind, short in (("loss_selected", "selected"), ("loss_unselected", "unselected")):
         if kind in fits:
             measured[f"fit_{short}_a"] = float(fits[kind].a)
@@ -452,7 +500,8 @@ def analysis_part(study: Study, max_blocks: int | None = None) -> dict[str, Any]
     toks = [t for t, _ in cps]
     ppl = selected_ppl_matrix(m, masks, eval_checkpoints=toks, select_checkpoints=toks)
     ppl.to_csv(d / "figure8_ppl.csv", index=False)
-    save_figure(selected_ppl_lines(ppl), d / "figure8_selected_ppl.png")
+    save_figure(selected_ppl_lines(ppl, title=titled(study, "PPL of tokens selected at each checkpoint")),
+                d / "figure8_selected_ppl.png")
     measured["ppl_matrix"] = ppl_pivot(ppl).to_dict()
 
     # Figure 9: token select ratio ablation (CLM = ratio 1.0)
@@ -462,18 +511,23 @@ def analysis_part(study: Study, max_blocks: int | None = None) -> dict[str, Any]
         if s["objective"] == "slm" and s["part"] in ("math_cpt", "ratio_ablation") and s["score"] == "excess":
             ratio_runs[r] = float(s["ratio"])
     res = eval_results(study, list(ratio_runs))
-    avg = average_accuracy(res).set_index("run")["avg_acc"]
+    avg = average_accuracy(res).set_index("run")
     by_ratio = pd.DataFrame({"run": list(ratio_runs), "ratio": list(ratio_runs.values())})
-    by_ratio["acc"] = [float(avg[r]) for r in by_ratio.run]
-    write_table3(by_ratio.sort_values("ratio"), d / "figure9_ratio", title="Average accuracy by token select ratio")
-    save_figure(accuracy_vs_ratio(by_ratio, hue=None), d / "figure9_ratio.png")
+    by_ratio["acc"] = [float(avg.loc[r, "avg_acc"]) for r in by_ratio.run]
+    by_ratio["stderr"] = [float(avg.loc[r, "avg_stderr"]) for r in by_ratio.run]
+    write_table3(by_ratio.sort_values("ratio"), d / "figure9_ratio",
+                 title=titled(study, "Average accuracy by token select ratio (1.0 = CLM)"))
+    save_figure(accuracy_vs_ratio(by_ratio, hue=None, title=titled(study, "Figure 9 analog: token select ratio")),
+                d / "figure9_ratio.png")
     measured["acc_by_ratio"] = {str(k): v for k, v in zip(by_ratio.ratio, by_ratio.acc, strict=True)}
+    measured["acc_by_ratio_stderr"] = {str(k): v for k, v in zip(by_ratio.ratio, by_ratio.stderr, strict=True)}
 
     # Table 5: weak-to-strong (the small reference model guiding a larger model)
     w2s = study.runs_of("weak_to_strong")
     if w2s:
         wres = eval_results(study, w2s)
-        t5 = comparison_table("table5", _ours(wres), profile=study.profile)
+        t5 = comparison_table("table5", _ours(wres), profile=study.profile,
+                              run_info={r: {"model": r, "train_tokens": trained_tokens(study, r)} for r in w2s})
         write_table(t5, d / "table5", title=f"Table 5 layout: weak-to-strong (%), ours at `{study.profile}`")
         wtab = average_accuracy(wres).set_index("run")
         wavg = wtab["avg_acc"]
@@ -486,10 +540,11 @@ def analysis_part(study: Study, max_blocks: int | None = None) -> dict[str, Any]
     # Selection vs ground-truth noise (our addition): from the SLM run's per-label training counts
     log = read_log(study.run_dir(slm))
     counts = label_counts(log)
-    kept = kept_by_label(counts)
-    det = detection_metrics(counts)
-    write_table3(kept, d / "kept_by_label", title=f"Share of tokens `{slm}` kept, by provenance label")
-    write_table3(det, d / "selection_vs_noise", title=f"Selection of `{slm}` against ground-truth noise")
+    names = fx["shard"].label_names  # owm_val shares the owm shard's label names
+    kept = kept_by_label(counts, names)
+    det = detection_metrics(counts, names)
+    write_table3(kept, d / "kept_by_label", title=titled(study, f"Share of tokens `{slm}` kept, by provenance label"))
+    write_table3(det, d / "selection_vs_noise", title=titled(study, f"Selection of `{slm}` against ground-truth noise"))
     measured["selection_detection"] = det.to_dict(orient="records")
     write_measured(study, "analysis", measured)
     out.update({"figure6": fig6, "figure7": pts, "fits": fits, "figure8": ppl, "figure9": by_ratio,
@@ -512,7 +567,7 @@ def collect_measured(study: Study) -> dict[str, Any]:
 
 
 def report_part(study: Study, n_docs: int = 3) -> dict[str, Any]:
-    """The claim scorecard, the token-selection HTML page (Figures 13-14) and metrics.json."""
+    """The claim scorecard, the token-selection HTML page (Figure 13 analog) and metrics.json."""
     import torch
 
     from rho.data.shards import TokenShard
@@ -527,7 +582,7 @@ def report_part(study: Study, n_docs: int = 3) -> dict[str, Any]:
     card = scorecard(measured, profile=study.profile)
     write_scorecard(card, d / "scorecard")
 
-    # Figures 13-14: tokens the final SLM model selects (vs the RM) in sample validation documents
+    # Figure 13 analog: tokens the final SLM model selects (vs the RM) in blocks of the validation shard
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(study.tokenizer_dir))
@@ -543,18 +598,20 @@ def report_part(study: Study, n_docs: int = 3) -> dict[str, Any]:
         excess = torch.from_numpy(cur[b] - ref[b])
         mask = topk_mask(excess, ratio).numpy()
         labs = shard.block_labels(np.array([b]), bs)
-        doc = [(tok.decode([int(ids[0])]), True, int(labs[0, 0]) if labs is not None else None, None)]
+        doc = [(tok.decode([int(ids[0])]), None, int(labs[0, 0]) if labs is not None else None, None)]  # context
         for t in range(1, bs):
             doc.append((tok.decode([int(ids[t])]), bool(mask[t - 1]),
                         int(labs[0, t]) if labs is not None else None, float(excess[t - 1])))
         docs.append(doc)
-    html = render_token_html(docs, d / "token_selection.html", title=f"Tokens selected by `{slm}` ({study.profile})",
-                             label_names=shard.label_names)
+    html = render_token_html(docs, d / "token_selection.html",
+                             title=titled(study, f"Tokens selected by `{slm}` in blocks of owm_val"),
+                             label_names=shard.label_names, unit="block")
     status_counts = card["status"].value_counts().to_dict()
     metrics = {
         "profile": study.profile,
         "scorecard": status_counts,
-        **{k: v for k, v in measured.items() if isinstance(v, int | float) and not isinstance(v, bool)},
+        **{k: (None if isinstance(v, float) and not np.isfinite(v) else v)  # NaN is not JSON: null
+           for k, v in measured.items() if v is None or (isinstance(v, int | float) and not isinstance(v, bool))},
     }
     write_json_atomic(study.results_dir / "metrics.json", metrics)
     return {"scorecard": card, "html": html, "metrics": metrics}

@@ -94,12 +94,12 @@ PROFILES: dict[str, DataProfile] = {
     ),
     "gpu": DataProfile(
         "gpu",
-        owm_docs=600_000,
+        owm_docs=100_000,  # ~46M tokens: the 20M-token CPT runs see less than one epoch
         owm_val_docs=3_000,
-        ref_docs=120_000,
-        ppile_extra_docs=600_000,
-        general_tokens=150_000_000,
-        base_tokens=300_000_000,
+        ref_docs=30_000,
+        ppile_extra_docs=20_000,
+        general_tokens=30_000_000,
+        base_tokens=60_000_000,
         val_math_docs=3_000,
         n_test=600,
         n_shots=4,

@@ -107,3 +107,27 @@ def test_changed_sources_stop_the_server_and_the_client_falls_back(served):
     (watch / "a.py").write_text("x = 22\n")
     assert _client(sock, "echo", "x", "0").returncode == 99
     assert proc.wait(timeout=10) == 0 and not sock.exists()
+
+
+def test_a_dead_server_takes_its_stage_along_and_the_client_fails(served, tmp_path):
+    sock, _, proc = served
+    pidfile = tmp_path / "pid"
+    client = subprocess.Popen([sys.executable, "-c", CLIENT, "sleep", str(pidfile)], cwd=ROOT,
+                              env=_env(RHO_STUDY_SERVER=str(sock)), stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not pidfile.exists() or not pidfile.read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    stage = int(pidfile.read_text())
+    proc.kill()
+    proc.wait()
+    _, err = client.communicate(timeout=30)
+    assert client.returncode == 1 and "without an exit status" in err  # not re-run beside the stage
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            os.kill(stage, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, "the stage outlived its server"
+        time.sleep(0.05)

@@ -38,6 +38,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 ENV_VAR = "RHO_STUDY_SERVER"
+_STARTED = b"S"  # sent to the client when its stage is taken (before the fork)
 _MAX_MESSAGE = 1 << 22
 
 #: Modules imported once by the server so that stage children start warm.
@@ -85,15 +86,20 @@ def run_via_server(argv: Sequence[str], socket_path: str | None = None) -> int |
         sys.stderr.flush()
         request = {"argv": list(argv), "cwd": os.getcwd(), "env": dict(os.environ)}
         payload = json.dumps(request).encode()
-        socket.send_fds(sock, [len(payload).to_bytes(8, "big") + payload], [sys.stdout.fileno(), sys.stderr.fileno()])
-        reply = _read_all(sock)  # the socket stays open while the stage runs: closing it cancels the stage
-    try:
-        answer = json.loads(reply.decode() or "{}")
-    except ValueError:
-        return None
-    if answer.get("status") != "done":
-        return None
-    return int(answer["code"])
+        try:
+            socket.send_fds(sock, [len(payload).to_bytes(8, "big") + payload],
+                            [sys.stdout.fileno(), sys.stderr.fileno()])
+            started = sock.recv(1) == _STARTED
+            reply = _read_all(sock)  # the socket stays open while the stage runs: closing it cancels it
+        except OSError:  # e.g. the server closed its listener (idle timeout) with us in its queue
+            started, reply = False, b""
+    if not started:
+        return None  # refused or never taken (stale sources, another checkout): run the stage here
+    if not reply:  # the server took the stage and died: never run it a second time beside a stray child
+        print(f"rho.study: the server at {path} closed the connection without an exit status; "
+              "the stage did not finish (run it again)", file=sys.stderr)
+        return 1
+    return int(json.loads(reply.decode())["code"])
 
 
 def _read_all(sock: socket.socket) -> bytes:
@@ -191,10 +197,13 @@ def _handle(
         return False
     sys.stdout.flush()
     sys.stderr.flush()
+    server_pid = os.getpid()
+    conn.sendall(_STARTED)
     pid = os.fork()
     if pid == 0:  # the stage, as `python -m rho.study <argv>` would run it
         code = 1
         try:
+            _die_with_parent(server_pid)
             conn.close()
             listener.close()
             os.dup2(fds[0], 1)
@@ -222,6 +231,18 @@ def _handle(
     if code is not None:
         conn.sendall(json.dumps({"status": "done", "code": code}).encode())
     return True
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this child when the server dies (Linux ``PR_SET_PDEATHSIG``)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the client still reports the lost stage
+        pass
+    if os.getppid() != parent:  # the server died before the call above took effect
+        os._exit(1)
 
 
 def _wait(pid: int, conn: socket.socket) -> int | None:

@@ -51,6 +51,27 @@ def _client(sock: Path, *argv: str, cwd: Path = ROOT, **env: str) -> subprocess.
                           env=_env(RHO_STUDY_SERVER=str(sock), **env), timeout=60)
 
 
+def _stage_pid(pidfile: Path) -> int:
+    """The pid a sleeping stage wrote to ``pidfile`` (waits up to 30 s for it)."""
+    deadline = time.monotonic() + 30
+    while not pidfile.exists() or not pidfile.read_text():
+        assert time.monotonic() < deadline, "the stage did not start"
+        time.sleep(0.05)
+    return int(pidfile.read_text())
+
+
+def _assert_gone(pid: int, message: str) -> None:
+    """Wait up to 10 s for process ``pid`` to be gone."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        assert time.monotonic() < deadline, message
+        time.sleep(0.05)
+
+
 def test_stage_output_and_exit_status_reach_the_client(served):
     sock, _, _ = served
     res = _client(sock, "echo", "hello", "7")
@@ -78,21 +99,10 @@ def test_killing_the_client_kills_the_stage(served, tmp_path):
     pidfile = tmp_path / "pid"
     client = subprocess.Popen([sys.executable, "-c", CLIENT, "sleep", str(pidfile)], cwd=ROOT,
                               env=_env(RHO_STUDY_SERVER=str(sock)))
-    deadline = time.monotonic() + 30
-    while not pidfile.exists() or not pidfile.read_text():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    stage = int(pidfile.read_text())
+    stage = _stage_pid(pidfile)
     client.kill()
     client.wait()
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            os.kill(stage, 0)
-        except ProcessLookupError:
-            break
-        assert time.monotonic() < deadline, "the stage outlived its client"
-        time.sleep(0.05)
+    _assert_gone(stage, "the stage outlived its client")
     assert _client(sock, "echo", "still here", "0").stdout == "still here\n"
 
 
@@ -114,20 +124,9 @@ def test_a_dead_server_takes_its_stage_along_and_the_client_fails(served, tmp_pa
     pidfile = tmp_path / "pid"
     client = subprocess.Popen([sys.executable, "-c", CLIENT, "sleep", str(pidfile)], cwd=ROOT,
                               env=_env(RHO_STUDY_SERVER=str(sock)), stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    while not pidfile.exists() or not pidfile.read_text():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    stage = int(pidfile.read_text())
+    stage = _stage_pid(pidfile)
     proc.kill()
     proc.wait()
     _, err = client.communicate(timeout=30)
     assert client.returncode == 1 and "without an exit status" in err  # not re-run beside the stage
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            os.kill(stage, 0)
-        except ProcessLookupError:
-            break
-        assert time.monotonic() < deadline, "the stage outlived its server"
-        time.sleep(0.05)
+    _assert_gone(stage, "the stage outlived its server")

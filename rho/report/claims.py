@@ -198,6 +198,12 @@ def _noise_margin(se_a: float | None, se_b: float | None = None) -> float | None
     return float(NOISE_Z * np.sqrt(a * a + b * b))
 
 
+def _stderr(m: Mapping[str, Any], key: str) -> float | None:
+    """The optional stderr ``m[key]`` as a float (None when absent)."""
+    v = m.get(key)
+    return None if v is None else float(v)
+
+
 def _gain_verdict(clm: float, slm: float, stderr: float | None, what: str) -> Verdict:
     gain = slm - clm
     ours = f"CLM {_pp(clm)}, SLM {_pp(slm)} ({'+' if gain >= 0 else ''}{_pp(gain)} pts)"
@@ -212,12 +218,8 @@ def _gain_verdict(clm: float, slm: float, stderr: float | None, what: str) -> Ve
 
 
 def _check_c3(m: Mapping[str, Any]) -> Verdict:
-    se = m.get("avg_acc_stderr")
     return _gain_verdict(
-        _acc(m, "clm_avg_acc"),
-        _acc(m, "slm_avg_acc"),
-        None if se is None else float(se),
-        "average few-shot accuracy",
+        _acc(m, "clm_avg_acc"), _acc(m, "slm_avg_acc"), _stderr(m, "avg_acc_stderr"), "average few-shot accuracy"
     )
 
 
@@ -260,11 +262,10 @@ def _check_c5(m: Mapping[str, Any]) -> Verdict:
 
 
 def _check_c6(m: Mapping[str, Any]) -> Verdict:
-    se = m.get("general_acc_stderr")
     return _gain_verdict(
         _acc(m, "general_clm_avg_acc"),
         _acc(m, "general_slm_avg_acc"),
-        None if se is None else float(se),
+        _stderr(m, "general_acc_stderr"),
         "the general benchmark average",
     )
 
@@ -274,8 +275,8 @@ def _check_c7(m: Mapping[str, Any]) -> Verdict:
 
     clm = _acc(m, "selfref_clm_avg_acc")
     arms = {k: _acc(m, f"selfref_{k}_avg_acc") for k in ("lrm", "hrm", "intersect")}
-    se = m.get("selfref_avg_stderr")
-    margin = _noise_margin(None if se is None else float(se))
+    se = _stderr(m, "selfref_avg_stderr")
+    margin = _noise_margin(se)
     tasks = m.get("selfref_tasks")
     tasks = None if tasks is None else [tasks] if isinstance(tasks, str) else [str(t) for t in tasks]
     gains = {k: v - clm for k, v in arms.items()}
@@ -295,7 +296,7 @@ def _check_c7(m: Mapping[str, Any]) -> Verdict:
 
     note = "; ".join(arm_note(k) for k in arms) + f"; intersection best: {best_is_intersect}"
     if margin is not None:
-        note += f"; noise margin {_pp(margin)} pts ({NOISE_Z:g} stderr of a difference, {_pp(float(se))} pts each)"
+        note += f"; noise margin {_pp(margin)} pts ({NOISE_Z:g} stderr of a difference, {_pp(se)} pts each)"
     if tasks is not None:
         note += f"; averages over {len(tasks)} tasks: {', '.join(tasks)}"
         if sorted(tasks) != sorted(TABLE3_TASKS):
@@ -474,7 +475,7 @@ def _check_c12(m: Mapping[str, Any]) -> Verdict:
     return _gain_verdict(
         _acc(m, "w2s_clm_avg_acc"),
         _acc(m, "w2s_slm_avg_acc"),
-        None if m.get("w2s_acc_stderr") is None else float(m["w2s_acc_stderr"]),
+        _stderr(m, "w2s_acc_stderr"),
         "average accuracy with a smaller reference model",
     )
 

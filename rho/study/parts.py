@@ -103,11 +103,14 @@ def tokens_label(n: float) -> str:
     return f"{n:.0f}"
 
 
-def trained_tokens(study: Study, run: str) -> str:
-    """Tokens a run trained on, as the paper's "train tokens" column counts them (SLM: selected)."""
+def trained_tokens(study: Study, run: str, selected: float | None = None) -> str:
+    """Tokens a run trained on, as the paper's "train tokens" column counts them (SLM: selected).
+
+    ``selected`` is the run's :func:`selected_fraction` when the caller already has it.
+    """
     n = float(study.sizes["cpt_tokens"])
     if study.run_spec(run)["objective"] != "clm":
-        n *= selected_fraction(study, run)
+        n *= selected if selected is not None else selected_fraction(study, run)
     return tokens_label(n)
 
 
@@ -350,6 +353,7 @@ def self_reference_part(study: Study) -> dict[str, Any]:
     clm = "math_clm"
     res = eval_results(study, [clm, *runs])
     name = {"ref_loss": "L_RM", "ref_entropy": "H_RM", "excess": "L_delta"}
+    fracs = {r: selected_fraction(study, r) for r in runs}  # the effective ratios, read once from the logs
     info: dict[str, dict[str, Any]] = {clm: {"score_function": "none", "select_ratio": "100%", "effective_ratio": "100%"}}
     for r in runs:
         s = study.run_spec(r)
@@ -360,14 +364,14 @@ def self_reference_part(study: Study) -> dict[str, Any]:
             fn = f"{name[s['score2']]}{op}{fn}"
             sel = f"{s['ratio2']:.0%} {'n' if 'intersect' in op else 'u'} {s['ratio']:.0%}"
         info[r] = {"score_function": fn, "select_ratio": sel,
-                   "effective_ratio": f"{selected_fraction(study, r):.0%}"}
+                   "effective_ratio": f"{fracs[r]:.0%}"}
     d = part_dir(study, "self_reference")
     t4 = comparison_table("table4", _ours(res), profile=study.profile, run_info=info)
     write_table(t4, d / "table4", title=f"Table 4 layout: self-reference score functions (%), ours at `{study.profile}`",
                 note="The paper labels its loss-based rows `L_delta`; its 70% row equals Table 3's `L_RM` row: "
                      "both are the self-reference loss score, written `L_RM` in our rows.")
     info3 = {r: {"model": r, "score_function": v["score_function"] if r != clm else None,
-                 "data": "owm", "train_tokens": trained_tokens(study, r)} for r, v in info.items()}
+                 "data": "owm", "train_tokens": trained_tokens(study, r, fracs.get(r))} for r, v in info.items()}
     t3 = comparison_table("table3", _ours(res), profile=study.profile, run_info=info3)
     write_table(t3, d / "table3", title=f"Table 3 layout (%), ours at `{study.profile}`")
     from rho.report.paper_tables import TABLE3_TASKS
@@ -384,7 +388,7 @@ def self_reference_part(study: Study) -> dict[str, Any]:
         **({"selfref_intersect_avg_acc": float(avg[inter[0]])} if inter else {}),
         "selfref_avg_stderr": float(tab["avg_stderr"].max()),
         "selfref_tasks": list(TABLE3_TASKS),
-        "effective_ratios": {r: selected_fraction(study, r) for r in runs},
+        "effective_ratios": fracs,
     }
     write_measured(study, "self_reference", measured)
     return {"table3": t3, "table4": t4, "measured": measured}

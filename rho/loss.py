@@ -140,7 +140,9 @@ def masked_mean(
     no ``denom`` gives a loss of 0 (still connected to the graph).
     """
     if mask.shape != token_losses.shape:
-        raise LossInputError(f"mask {tuple(mask.shape)} does not match token losses {tuple(token_losses.shape)}")
+        raise LossInputError(
+            f"mask {tuple(mask.shape)} does not match token losses {tuple(token_losses.shape)}"
+        )
     total = selected_loss_sum(token_losses, mask)
     if denom is None:
         denom = mask.sum().clamp_min(1).to(total.dtype)
@@ -214,7 +216,9 @@ def reweighted_loss(
     tokens with the largest excess loss.  Returns ``(loss, weights)``.
     """
     if ref_loss.shape != labels.shape:
-        raise LossInputError(f"ref_loss {tuple(ref_loss.shape)} must have the labels' shape {tuple(labels.shape)}")
+        raise LossInputError(
+            f"ref_loss {tuple(ref_loss.shape)} must have the labels' shape {tuple(labels.shape)}"
+        )
     tl = token_loss(logits, labels, ignore_index=ignore_index, chunk_size=chunk_size)
     valid = valid_mask(labels, ref_loss, ignore_index=ignore_index)
     excess = score("excess", train_loss=tl, ref_loss=ref_loss)

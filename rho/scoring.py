@@ -81,7 +81,9 @@ def next_token_loss_and_entropy(
                 loss[s:e], ent[s:e] = kernel(flat[s:e], tgt[s:e])
                 continue
             except Exception as err:  # inductor unavailable (no compiler, unsupported device)
-                warnings.warn(f"torch.compile of the scoring kernel failed ({err!r:.200}); using eager", stacklevel=2)
+                warnings.warn(
+                    f"torch.compile of the scoring kernel failed ({err!r:.200}); using eager", stacklevel=2
+                )
                 kernel = _COMPILED["rows"] = None
                 _COMPILED["failed"] = True
         loss[s:e], ent[s:e] = _eager_rows(flat[s:e], tgt[s:e])
@@ -237,7 +239,11 @@ def prompt_logprobs_to_arrays(
             raise ScoringError(f"vLLM prompt logprobs at position {j} lack the prompt token {tok}")
         loss[j] = -_lp(entry[tok])
         if topk > 0:
-            lps = [_lp(c) for c in entry.values() if getattr(c, "rank", 1) is None or getattr(c, "rank", 1) <= topk]
+            lps = [
+                _lp(c)
+                for c in entry.values()
+                if getattr(c, "rank", 1) is None or getattr(c, "rank", 1) <= topk
+            ]
             p = np.exp(np.asarray(lps, np.float64))
             ent[j] = float(-(p * np.asarray(lps, np.float64)).sum())
     return loss, ent
@@ -384,10 +390,22 @@ def score_corpus(
             ent_blk = ent_mm[: n_blocks * block_size].reshape(n_blocks, block_size)
             if backend == "torch":
                 _score_torch(
-                    model, shard, block_size, batch_size, dev, cdtype, chunk_rows, use_fused, loss_blk, ent_blk, bar
+                    model,
+                    shard,
+                    block_size,
+                    batch_size,
+                    dev,
+                    cdtype,
+                    chunk_rows,
+                    use_fused,
+                    loss_blk,
+                    ent_blk,
+                    bar,
                 )
             else:
-                _score_vllm(model, shard, block_size, batch_size, params, entropy_topk, loss_blk, ent_blk, bar)
+                _score_vllm(
+                    model, shard, block_size, batch_size, params, entropy_topk, loss_blk, ent_blk, bar
+                )
             loss_mm.flush()
             ent_mm.flush()
             meta["fused_kernel"] = bool(use_fused and not _COMPILED.get("failed", False))
@@ -549,7 +567,9 @@ def load_scores(
         f = path / name
         size = f.stat().st_size if f.exists() else -1
         if size != 4 * n:
-            raise ScoringError(f"{f} holds {size} bytes, expected {4 * n} (float32 x {n}); the scores are damaged; {fix}")
+            raise ScoringError(
+                f"{f} holds {size} bytes, expected {4 * n} (float32 x {n}); the scores are damaged; {fix}"
+            )
         arrays.append(np.memmap(f, dtype=np.float32, mode="r", shape=(n,)))
     return ReferenceScores(path=path, loss=arrays[0], entropy=arrays[1], meta=meta)
 

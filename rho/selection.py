@@ -170,7 +170,9 @@ def select_global(
     for i, p in enumerate(parts):
         v = None if valids is None else valids[i]
         if v is not None and v.shape != p.shape:
-            raise SelectionError(f"part {i}: valid mask {tuple(v.shape)} does not match scores {tuple(p.shape)}")
+            raise SelectionError(
+                f"part {i}: valid mask {tuple(v.shape)} does not match scores {tuple(p.shape)}"
+            )
         flats.append(p.detach().reshape(-1))
         oks.append(torch.ones(p.numel(), dtype=torch.bool, device=p.device) if v is None else v.reshape(-1))
     mask = topk_mask(torch.cat(flats), ratio, torch.cat(oks))
@@ -198,7 +200,9 @@ def combine_masks(
     keeps 60% in the paper).
     """
     if mask_a.shape != mask_b.shape:
-        raise SelectionError(f"cannot combine masks of shapes {tuple(mask_a.shape)} and {tuple(mask_b.shape)}")
+        raise SelectionError(
+            f"cannot combine masks of shapes {tuple(mask_a.shape)} and {tuple(mask_b.shape)}"
+        )
     if op == "intersection":
         mask = mask_a & mask_b
     elif op == "union":

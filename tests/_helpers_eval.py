@@ -106,18 +106,48 @@ def write_suite(root: Path) -> Path:
     return root
 
 
-def memorize(model, tok, texts: list[str], steps: int = 200, lr: float = 1e-2) -> None:
-    """Overfit ``model`` on ``texts`` (each followed by EOS) so greedy decoding reproduces them."""
+def memorize(
+    model, tok, texts: list[str], steps: int = 600, lr: float = 1e-2, margin: float = 2.0, prompts=None
+) -> int:
+    """Overfit ``model`` on ``texts`` (each followed by EOS) until greedy decoding reproduces them.
+
+    Trains until, at every position after the text's prompt (``prompts[i]``, a prefix of
+    ``texts[i]``; default: the first token), the next token's logit beats every other logit by at
+    least ``margin``, so greedy decoding from the prompt is exact however padding or batching moves
+    the logits by rounding. Checked every 10 steps; fails the test if ``steps`` are not enough.
+    Returns the number of steps taken.
+    """
     batch = tok(
         [t + tok.eos_token for t in texts], return_tensors="pt", padding=True, add_special_tokens=False
     )
     labels = batch["input_ids"].clone()
     labels[batch["attention_mask"] == 0] = -100
+    checked = labels.clone()
+    for i, prompt in enumerate(prompts or []):
+        assert texts[i].startswith(prompt), "each prompt must be a prefix of its text"
+        checked[i, : len(tok(prompt, add_special_tokens=False)["input_ids"])] = -100
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
-    for _ in range(steps):
-        loss = model(**batch, labels=labels).loss
+    for step in range(1, steps + 1):
+        out = model(**batch, labels=labels)
         opt.zero_grad()
-        loss.backward()
+        out.loss.backward()
         opt.step()
+        if step % 10 == 0 and _min_margin(model, batch, checked) >= margin:
+            model.eval()
+            return step
+    raise AssertionError(f"memorize: greedy margin {margin} not reached in {steps} steps")
+
+
+@torch.no_grad()
+def _min_margin(model, batch, labels) -> float:
+    """Smallest (next-token logit - best other logit) over all supervised positions."""
     model.eval()
+    logits = model(**batch).logits[:, :-1].float()
+    target = labels[:, 1:]
+    model.train()
+    keep = target != -100
+    logits, target = logits[keep], target[keep]
+    right = logits.gather(1, target[:, None]).squeeze(1)
+    logits.scatter_(1, target[:, None], float("-inf"))
+    return float((right - logits.max(1).values).min())

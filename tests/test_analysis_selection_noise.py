@@ -88,5 +88,9 @@ def test_name_keyed_counts_get_their_label_ids_from_the_shard_names():
     """Training logs key counts by name; with the shard's label names the ids come back, in id order."""
     names = ["content", "forum", "navigation", "gibberish"]
     df = kept_by_label({"gibberish": (4, 1), "content": (10, 9), "forum": (5, 2)}, names)
-    assert df["label"].tolist() == [0, 1, 3] and df["label_name"].tolist() == ["content", "forum", "gibberish"]
+    assert df["label"].tolist() == [0, 1, 3] and df["label_name"].tolist() == [
+        "content",
+        "forum",
+        "gibberish",
+    ]
     assert df["kind"].tolist() == ["content", "noise", "noise"]

@@ -79,7 +79,7 @@ def test_memorized_model_scores_end_to_end(tmp_path: Path) -> None:
             q1 + " 1 * 3 = 3. The answer is 3.\n\nQuestion: junk 99",
             q2 + " 2 * 3 = 5. The answer is 5.\n\nQuestion: junk 99",
         ],
-        steps=150,
+        prompts=[q1, q2],
     )
     df = evaluate_model(
         model,

@@ -80,7 +80,7 @@ def test_multiple_choice_with_a_model_that_knows_the_answers() -> None:
         model,
         tok,
         ["Question: Which fruit is red?\nAnswer: apple", "Question: Which animal barks?\nAnswer: dog"],
-        steps=100,
+        prompts=["Question: Which fruit is red?\nAnswer:", "Question: Which animal barks?\nAnswer:"],
     )
     res = score_choices(model, tok, spec, [], recs, batch_size=2, progress=False)
     assert [r.pred for r in res] == [1, 0] and all(r.correct for r in res)
@@ -118,7 +118,7 @@ def test_downstream_loss_drops_after_training_on_solutions() -> None:
     model = make_model(len(tok), hidden=48)
     recs = [rec(0, "What is 1 plus 1?", "2", "1 + 1 = 2. The answer is 2.")]
     before = downstream_loss(model, recs, tokenizer=tok, progress=False)
-    memorize(model, tok, ["Question: What is 1 plus 1?\nAnswer: 1 + 1 = 2. The answer is 2."], steps=60)
+    memorize(model, tok, ["Question: What is 1 plus 1?\nAnswer: 1 + 1 = 2. The answer is 2."])
     after = downstream_loss(model, recs, tokenizer=tok, progress=False)
     assert before > math.log(len(tok)) * 0.7 and after < before / 3
 

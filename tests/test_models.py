@@ -43,7 +43,9 @@ def test_preset_sizes_fit_their_purpose() -> None:
     mini = [_meta_params(n, 4096) for n in ("llama-mini-xs", "llama-mini", "llama-mini-l")]
     assert mini == sorted(mini) and mini[0] >= 0.5e6 and mini[1] <= 5e6  # CPU family, strong one larger
     assert 70e6 <= _meta_params("llama-100m", 32000) <= 130e6
-    assert 250e6 <= _meta_params("llama-300m", 32000) <= 400e6  # the gpu profile's larger (weak-to-strong) model
+    assert (
+        250e6 <= _meta_params("llama-300m", 32000) <= 400e6
+    )  # the gpu profile's larger (weak-to-strong) model
 
 
 def test_build_preset_is_seeded_and_leaves_global_rng_alone() -> None:

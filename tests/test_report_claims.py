@@ -200,8 +200,14 @@ def test_c9_signs_and_fit_quality(a_s, a_u, r2_s, r2_u, expected, weak):
 
 def test_c9_degenerate_fit_reads_no_sign():
     """Constant accuracy gives a ~0 slope with undefined R^2: no sign can be read from it."""
-    v = BY_ID["C9"].evaluate({"fit_selected_a": -2e-16, "fit_unselected_a": 0.2,
-                              "fit_selected_r2": float("nan"), "fit_unselected_r2": 0.8})
+    v = BY_ID["C9"].evaluate(
+        {
+            "fit_selected_a": -2e-16,
+            "fit_unselected_a": 0.2,
+            "fit_selected_r2": float("nan"),
+            "fit_unselected_r2": 0.8,
+        }
+    )
     assert v.status == T and "selected fit is degenerate" in v.note
 
 

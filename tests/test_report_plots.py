@@ -131,7 +131,10 @@ def test_accuracy_vs_tokens_title_once_and_tokens_axis():
     _assert_tokens_axis(fig, fig.axes[0])
     assert "10k" in _xticklabels(fig, fig.axes[0]) or "20k" in _xticklabels(fig, fig.axes[0])
     fig = plots.accuracy_vs_tokens(pd.concat([_runs_frame(False), _runs_frame(False).assign(task="gsm8k")]))
-    assert [a.get_title() for a in fig.axes] == ["avg", "gsm8k"] and fig.get_suptitle() == "Accuracy vs training tokens"
+    assert [a.get_title() for a in fig.axes] == [
+        "avg",
+        "gsm8k",
+    ] and fig.get_suptitle() == "Accuracy vs training tokens"
 
 
 def test_accuracy_vs_tokens_stderr_bars():
@@ -143,7 +146,9 @@ def test_accuracy_vs_tokens_stderr_bars():
     assert _yerr(bars[0]) == pytest.approx([0.01, 0.02])  # the 0-stderr point has no bar
     assert _yerr(bars[1]) == pytest.approx([0.03, 0.01, 0.02])
     clm_line = next(ln for ln in _lines(ax) if ln.get_ydata()[0] == pytest.approx(0.10))
-    assert to_rgb(bars[0].lines[2][0].get_color()[0]) == pytest.approx(to_rgb(clm_line.get_color()))  # same colour
+    assert to_rgb(bars[0].lines[2][0].get_color()[0]) == pytest.approx(
+        to_rgb(clm_line.get_color())
+    )  # same colour
 
 
 def test_accuracy_vs_ratio_stderr_bars():
@@ -183,12 +188,16 @@ def test_benchmark_bars_stderr_zero_and_missing():
 
 def test_token_axes_use_engineering_ticks():
     logs = {
-        "SLM": pd.DataFrame({"step": [1, 2, 3], "tokens": [10_000, 20_000, 40_000], "loss_selected": [3.0, 2.0, 1.5]}),
+        "SLM": pd.DataFrame(
+            {"step": [1, 2, 3], "tokens": [10_000, 20_000, 40_000], "loss_selected": [3.0, 2.0, 1.5]}
+        ),
     }
     fig = plots.training_loss_curves(loss_curves(logs))
     _assert_tokens_axis(fig, fig.axes[0])
     ppl = selected_ppl_matrix(
-        np.ones((3, 4)), np.eye(4, dtype=bool)[:2], eval_checkpoints=[10_000, 20_000, 40_000],
+        np.ones((3, 4)),
+        np.eye(4, dtype=bool)[:2],
+        eval_checkpoints=[10_000, 20_000, 40_000],
         select_checkpoints=[10_000, 40_000],
     )
     fig = plots.selected_ppl_lines(ppl)
@@ -229,7 +238,9 @@ def test_category_loss_curves_panels_b_and_c():
         assert ax.get_ylabel() in ("mean token loss", "token loss")
     only_ll = plots.category_loss_curves(curves, ex[ex.category == "L->L"])
     assert len(only_ll.axes) == 3 and "no such tokens" in [t.get_text() for t in only_ll.axes[2].texts]
-    fig = plots.category_loss_curves(curves.assign(checkpoint=curves.checkpoint.rank(method="dense")), xlabel="checkpoint")
+    fig = plots.category_loss_curves(
+        curves.assign(checkpoint=curves.checkpoint.rank(method="dense")), xlabel="checkpoint"
+    )
     assert len(fig.axes) == 1 and fig.axes[0].get_xlabel() == "checkpoint"
     with pytest.raises(AnalysisInputError, match="missing \\['category'\\]"):
         plots.token_loss_trajectories(losses, fluct.drop(columns="category"))

@@ -151,7 +151,9 @@ def test_context_tokens_are_neutral_and_not_counted():
     heads = re.findall(r'data-kept="(\d+)" data-total="(\d+)" data-context="(\d+)"', src)
     assert heads == [("2", "3", "1"), ("0", "1", "1")]
     assert "kept 2/3 tokens (66.7%) + 1 context" in src and "kept 0/1 tokens (0.0%) + 1 context" in src
-    summary = " ".join(re.search(r'<div class="summary" id="summary">(.*?)</div>', src, re.S).group(1).split())
+    summary = " ".join(
+        re.search(r'<div class="summary" id="summary">(.*?)</div>', src, re.S).group(1).split()
+    )
     assert summary == "2 blocks; 2 of 4 tokens kept (50.0%); 2 context tokens not scored."
     assert "context token</span>" in src  # legend entry
     assert [m for m in re.findall(r'<span class="doc-title">(.*?)</span>', src)] == ["block 1", "block 2"]
@@ -175,5 +177,7 @@ def test_context_tokens_in_headless_chromium(tmp_path):
     dom = _chromium(["--dump-dom", page.resolve().as_uri()], tmp_path).stdout
     p = _parse(dom)
     assert sum("context" in s["class"] for s in p.spans) == 2
-    assert sum("kept" in s["class"] for s in p.spans) == 2 and sum("dropped" in s["class"] for s in p.spans) == 2
+    assert (
+        sum("kept" in s["class"] for s in p.spans) == 2 and sum("dropped" in s["class"] for s in p.spans) == 2
+    )
     assert "2 of 4 tokens kept (50.0%)" in " ".join(html.unescape(dom).split())

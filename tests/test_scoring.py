@@ -133,7 +133,9 @@ def test_loss_and_entropy_chunking_and_masked_logits():
     assert torch.isfinite(en).all() and torch.isfinite(lo).all()
     want_en = torch.distributions.Categorical(logits=logits).entropy()
     torch.testing.assert_close(en, want_en, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(lo, F.cross_entropy(logits.reshape(-1, 11), tgt.reshape(-1), reduction="none").view(3, 5))
+    torch.testing.assert_close(
+        lo, F.cross_entropy(logits.reshape(-1, 11), tgt.reshape(-1), reduction="none").view(3, 5)
+    )
     torch.testing.assert_close(lo2, lo, atol=0.1, rtol=0.05)
     torch.testing.assert_close(next_token_loss_and_entropy(logits, tgt, chunk_rows=1)[1], en)
 
@@ -160,7 +162,9 @@ def test_fused_scoring_matches_reference_and_is_recorded(model, shard, tmp_path)
     np.testing.assert_allclose(sc.entropy, want_ent, rtol=1e-5, atol=1e-5)
     assert sc.meta["fused_kernel"] is True
     # small corpora default to the eager kernel (no compile cost)
-    assert score_corpus(model, shard, tmp_path / "e", block_size=L, progress=False).meta["fused_kernel"] is False
+    assert (
+        score_corpus(model, shard, tmp_path / "e", block_size=L, progress=False).meta["fused_kernel"] is False
+    )
 
 
 def test_fused_kernel_falls_back_to_eager_when_compile_fails(monkeypatch):
@@ -193,7 +197,9 @@ def test_load_refuses_other_tokenizer(scored, tmp_path):
 
 def test_load_refuses_other_length(scored, tmp_path):
     other = make_shard(tmp_path / "s2", n_docs=7)
-    with pytest.raises(ScoringError, match=r"different number of tokens: scores have 60, the shard/run needs 70"):
+    with pytest.raises(
+        ScoringError, match=r"different number of tokens: scores have 60, the shard/run needs 70"
+    ):
         load_scores(scored, other)
 
 
@@ -312,7 +318,10 @@ class FakeLLM:
             for j in range(1, ids.shape[1]):
                 row = logp[j - 1]
                 order = torch.argsort(row, descending=True)
-                entry = {int(t): _Logprob(float(row[t]), r + 1) for r, t in enumerate(order[: params.prompt_logprobs])}
+                entry = {
+                    int(t): _Logprob(float(row[t]), r + 1)
+                    for r, t in enumerate(order[: params.prompt_logprobs])
+                }
                 tok = int(ids[0, j])
                 entry.setdefault(tok, _Logprob(float(row[tok]), int((row > row[tok]).sum()) + 1))
                 plp.append(entry)
@@ -338,11 +347,15 @@ def test_vllm_backend_loss_matches_torch(model, shard, tmp_path, fake_vllm):
     with pytest.raises(ScoringError, match="backend='torch'"):
         load_scores(tmp_path / "v", shard, need_entropy=True)
 
-    topk = score_corpus(llm, shard, tmp_path / "v3", block_size=L, backend="vllm", entropy_topk=3, progress=False)
+    topk = score_corpus(
+        llm, shard, tmp_path / "v3", block_size=L, backend="vllm", entropy_topk=3, progress=False
+    )
     assert topk.meta["entropy"] == "topk_lower_bound" and topk.meta["entropy_topk"] == 3
     ok = ~np.isnan(full_ent)
     assert np.all(topk.entropy[ok] <= full_ent[ok] + 1e-5) and np.all(topk.entropy[ok] > 0)
-    every = score_corpus(llm, shard, tmp_path / "vall", block_size=L, backend="vllm", entropy_topk=VOCAB, progress=False)
+    every = score_corpus(
+        llm, shard, tmp_path / "vall", block_size=L, backend="vllm", entropy_topk=VOCAB, progress=False
+    )
     np.testing.assert_allclose(every.entropy, full_ent, rtol=1e-4, atol=1e-4)
 
 

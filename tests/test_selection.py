@@ -135,7 +135,9 @@ def test_global_selection_equals_selection_on_concatenation(parts):
     scores = [p[0] for p in parts]
     valids = [p[1] for p in parts]
     got = select_global(scores, ratio, valids)
-    ref = topk_mask(torch.cat([s.reshape(-1) for s in scores]), ratio, torch.cat([v.reshape(-1) for v in valids]))
+    ref = topk_mask(
+        torch.cat([s.reshape(-1) for s in scores]), ratio, torch.cat([v.reshape(-1) for v in valids])
+    )
     assert torch.equal(torch.cat([g.reshape(-1) for g in got]), ref)
     for g, s in zip(got, scores):
         assert g.shape == s.shape

@@ -6,8 +6,13 @@ from rho.data.shards import ShardError, TokenShard, write_shard
 
 def test_write_and_read_roundtrip(tmp_path):
     s = write_shard(
-        tmp_path / "s", [[1, 2, 3], [4, 5]], vocab_size=10, eos_id=0, tokenizer_hash="h",
-        labels=[[0, 1, 1], [2, 2]], label_names=["content", "a", "b"],
+        tmp_path / "s",
+        [[1, 2, 3], [4, 5]],
+        vocab_size=10,
+        eos_id=0,
+        tokenizer_hash="h",
+        labels=[[0, 1, 1], [2, 2]],
+        label_names=["content", "a", "b"],
     )
     assert s.tokens.tolist() == [1, 2, 3, 0, 4, 5, 0]
     assert s.labels.tolist() == [0, 1, 1, 1, 2, 2, 2]

@@ -45,7 +45,12 @@ def test_train_config_of_a_combined_self_reference_run():
     cfg = study.train_config("self_inter")
     assert cfg.objective == "slm"
     assert (cfg.score_kind, cfg.ratio, cfg.score_kind2, cfg.ratio2, cfg.combine_op) == (
-        "ref_loss", 0.7, "ref_entropy", 0.7, "intersection")
+        "ref_loss",
+        0.7,
+        "ref_entropy",
+        0.7,
+        "intersection",
+    )
     assert cfg.scores == str(ROOT / "scores" / "smoke" / "self_owm")
     assert cfg.model == str(ROOT / "runs" / "smoke" / "base" / "final")
     assert cfg.max_tokens == study.sizes["cpt_tokens"]
@@ -79,7 +84,10 @@ def test_paper_profile_continues_the_released_model():
         (lambda p: p["slm_runs"]["math_slm"].update(ratio=0.5), "unknown fields"),
         (lambda p: p["slm_runs"]["math_slm"].update(scorer="rm_nowhere"), "not in params.yaml `scorers`"),
         (lambda p: p["clm_runs"]["math_clm"].update(corpus="web"), "corpus must be"),
-        (lambda p: p["clm_runs"].update(reference={"part": "x", "corpus": "owm", "base": "base"}), "reserved"),
+        (
+            lambda p: p["clm_runs"].update(reference={"part": "x", "corpus": "owm", "base": "base"}),
+            "reserved",
+        ),
         (lambda p: p.pop("scorers"), "lacks the `scorers` section"),
         (lambda p: p["profiles"]["mini"].pop("lr"), "needs `lr:"),
         (lambda p: p["profiles"]["mini"]["lr"].update(cpt=3.0), r"must be in \(0, 1\)"),

@@ -32,7 +32,9 @@ def test_copy_switches_profile_and_leaves_data_and_results_behind(tmp_path):
     assert not (dest / "results" / "mini").exists() and not (dest / "data").exists()
     log = subprocess.run(["git", "log", "--oneline"], cwd=dest, capture_output=True, text=True, check=True)
     assert len(log.stdout.splitlines()) == 1
-    status = subprocess.run(["git", "status", "--porcelain"], cwd=dest, capture_output=True, text=True, check=True)
+    status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=dest, capture_output=True, text=True, check=True
+    )
     assert status.stdout == ""
 
 

@@ -47,8 +47,14 @@ def served(tmp_path):
 
 
 def _client(sock: Path, *argv: str, cwd: Path = ROOT, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", CLIENT, *argv], cwd=cwd, capture_output=True, text=True,
-                          env=_env(RHO_STUDY_SERVER=str(sock), **env), timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", CLIENT, *argv],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=_env(RHO_STUDY_SERVER=str(sock), **env),
+        timeout=60,
+    )
 
 
 def _stage_pid(pidfile: Path) -> int:
@@ -97,8 +103,9 @@ def test_without_a_server_the_client_runs_the_stage_itself(tmp_path):
 def test_killing_the_client_kills_the_stage(served, tmp_path):
     sock, _, _ = served
     pidfile = tmp_path / "pid"
-    client = subprocess.Popen([sys.executable, "-c", CLIENT, "sleep", str(pidfile)], cwd=ROOT,
-                              env=_env(RHO_STUDY_SERVER=str(sock)))
+    client = subprocess.Popen(
+        [sys.executable, "-c", CLIENT, "sleep", str(pidfile)], cwd=ROOT, env=_env(RHO_STUDY_SERVER=str(sock))
+    )
     stage = _stage_pid(pidfile)
     client.kill()
     client.wait()
@@ -122,8 +129,13 @@ def test_changed_sources_stop_the_server_and_the_client_falls_back(served):
 def test_a_dead_server_takes_its_stage_along_and_the_client_fails(served, tmp_path):
     sock, _, proc = served
     pidfile = tmp_path / "pid"
-    client = subprocess.Popen([sys.executable, "-c", CLIENT, "sleep", str(pidfile)], cwd=ROOT,
-                              env=_env(RHO_STUDY_SERVER=str(sock)), stderr=subprocess.PIPE, text=True)
+    client = subprocess.Popen(
+        [sys.executable, "-c", CLIENT, "sleep", str(pidfile)],
+        cwd=ROOT,
+        env=_env(RHO_STUDY_SERVER=str(sock)),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     stage = _stage_pid(pidfile)
     proc.kill()
     proc.wait()

@@ -24,20 +24,41 @@ pytestmark = pytest.mark.slow
 
 EXPECTED = {
     "data": ["corpus_table.csv", "corpus_table.md", "noise_shares.png"],
-    "token_dynamics": ["category_shares.csv", "category_curves.csv", "figure3_category_curves.png", "measured.json"],
+    "token_dynamics": [
+        "category_shares.csv",
+        "category_curves.csv",
+        "figure3_category_curves.png",
+        "measured.json",
+    ],
     "reference_model": ["accuracy.csv", "training_loss.png", "ref_scores_by_label.csv"],
-    "math_cpt": ["table1.csv", "table1.md", "average_accuracy.csv", "figure1_curves.csv",
-                 "figure1_accuracy_vs_tokens.png", "measured.json"],
+    "math_cpt": [
+        "table1.csv",
+        "table1.md",
+        "average_accuracy.csv",
+        "figure1_curves.csv",
+        "figure1_accuracy_vs_tokens.png",
+        "measured.json",
+    ],
     "general_cpt": ["figure5_table.csv", "figure5_bars.png", "measured.json"],
     "self_reference": ["table3.csv", "table4.csv", "measured.json"],
-    "analysis": ["figure6_losses.csv", "figure7_points.csv", "figure8_ppl.csv", "figure9_ratio.csv",
-                 "table5.csv", "kept_by_label.csv", "selection_vs_noise.csv", "measured.json"],
+    "analysis": [
+        "figure6_losses.csv",
+        "figure7_points.csv",
+        "figure8_ppl.csv",
+        "figure9_ratio.csv",
+        "table5.csv",
+        "kept_by_label.csv",
+        "selection_vs_noise.csv",
+        "measured.json",
+    ],
     "report": ["scorecard.csv", "scorecard.md", "token_selection.html"],
 }
 
 
 def _env(cwd: Path, **extra: str) -> dict[str, str]:
-    return dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", PYTHONPATH=str(cwd), **extra)
+    return dict(
+        os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", PYTHONPATH=str(cwd), **extra
+    )
 
 
 def _run(cmd: list[str], cwd: Path, timeout: int = 1500, **env: str) -> subprocess.CompletedProcess:
@@ -46,8 +67,13 @@ def _run(cmd: list[str], cwd: Path, timeout: int = 1500, **env: str) -> subproce
 
 def _start_server(repo: Path, sock: Path) -> subprocess.Popen:
     """``python -m rho.study serve`` in ``repo``: the DAG's stages then skip importing torch 44 times."""
-    proc = subprocess.Popen([sys.executable, "-m", "rho.study", "serve", "--socket", str(sock)], cwd=repo,
-                            env=_env(repo), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rho.study", "serve", "--socket", str(sock)],
+        cwd=repo,
+        env=_env(repo),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 120
     while not sock.exists():
         assert proc.poll() is None, f"the study server died: {proc.stderr.read().decode()[-3000:]}"

@@ -191,5 +191,7 @@ def _rows(counts: Counts, label_names: LabelNames) -> list[dict]:
                 "n_selected": n_sel,
             }
         )
-    rows.sort(key=lambda r: (r["kind"] != "content", r["label"] is None, r["label"] or 0, str(r["label_name"])))
+    rows.sort(
+        key=lambda r: (r["kind"] != "content", r["label"] is None, r["label"] or 0, str(r["label_name"]))
+    )
     return rows

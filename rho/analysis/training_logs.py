@@ -153,10 +153,14 @@ def label_counts(
     total: dict[str, list[int]] = {}
     for counts in df["label_counts"]:
         if not isinstance(counts, dict):
-            raise AnalysisInputError("label_counts must be a {label name: [n_valid, n_selected]} object in every record")
+            raise AnalysisInputError(
+                "label_counts must be a {label name: [n_valid, n_selected]} object in every record"
+            )
         for name, pair in counts.items():
             if len(pair) != 2:
-                raise AnalysisInputError(f"label_counts[{name!r}] must be [n_valid, n_selected], got {pair!r}")
+                raise AnalysisInputError(
+                    f"label_counts[{name!r}] must be [n_valid, n_selected], got {pair!r}"
+                )
             acc = total.setdefault(str(name), [0, 0])
             acc[0] += int(pair[0])
             acc[1] += int(pair[1])

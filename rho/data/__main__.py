@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -88,7 +89,18 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--overwrite", action="store_true", help="replace a shard made with another tokenizer")
     s = sub.add_parser("stats", help="print the corpus table of a built world")
     s.add_argument("world")
+    f = sub.add_parser(
+        "freeze-general",
+        help="re-freeze the general-text pool from the running Python and packages (maintainers only)",
+    )
+    f.add_argument("--out", default=None, help="default: the pool inside the package")
     args = ap.parse_args(argv)
+
+    if args.cmd == "freeze-general":
+        from rho.data.miniature.general import GENERAL_SOURCE, freeze_general_source
+
+        print(json.dumps(freeze_general_source(Path(args.out) if args.out else GENERAL_SOURCE), indent=2))
+        return 0
 
     if args.cmd == "build":
         from rho.data.miniature.world import build_world

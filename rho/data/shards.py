@@ -88,9 +88,10 @@ def write_shard(
     label_iter = iter(labels) if labels is not None else None
     offsets = [0]
     with atomic_dir(path) as tmp:
-        with open(tmp / "tokens.bin", "wb") as ft, (
-            open(tmp / "labels.bin", "wb") if label_iter is not None else open(os.devnull, "wb")
-        ) as fl:
+        with (
+            open(tmp / "tokens.bin", "wb") as ft,
+            open(tmp / "labels.bin", "wb") if label_iter is not None else open(os.devnull, "wb") as fl,
+        ):
             for i, doc in enumerate(docs):
                 arr = np.asarray(doc, dtype=np.int64)
                 if arr.ndim != 1:

@@ -99,8 +99,9 @@ def run_lm_eval(
             atomically.
         bootstrap_iters: lm-eval's bootstrap for stderr of non-mean metrics (mean metrics use
             the closed form); missing accuracy stderrs are filled with the binomial formula.
-        max_length: the context the model was trained on; lm-eval truncates inputs from the left
-            to fit it (default: lm-eval's, from the model config).
+        max_length: the context the model was trained on; lm-eval truncates contexts from the left
+            to fit it (default: lm-eval's, from the model config). Documents whose continuation
+            alone does not fit are dropped before evaluation and counted in the ``skipped`` column.
     """
     names = [t.strip() for t in (tasks.split(",") if isinstance(tasks, str) else tasks) if t.strip()]
     if not names:
@@ -118,11 +119,15 @@ def run_lm_eval(
     unknown = [t for t in names if t not in tm.all_tasks]
     if unknown:
         raise HarnessError(f"lm-eval does not know task(s) {unknown}; check the names or include_path")
+    from lm_eval.tasks import get_task_dict
+
+    task_dict = get_task_dict(names, tm)
+    skipped = _drop_overlong(task_dict, str(model_path), int(max_length)) if max_length else {}
     results = lm_eval.simple_evaluate(
         model="hf",
         model_args={"pretrained": str(model_path), "dtype": dtype}
         | ({"max_length": int(max_length)} if max_length else {}),
-        tasks=names,
+        tasks=list(task_dict.values()),
         num_fewshot=num_fewshot,
         batch_size=batch_size,
         device=device,
@@ -133,9 +138,48 @@ def run_lm_eval(
     )
     results = results or {}
     table = tidy_lm_eval(results)
+    table["skipped"] = [skipped.get(t, 0) for t in table["task"]]
     if out_dir is not None:
         _write_outputs(Path(out_dir), table, results.get("samples", {}))
     return table
+
+
+def _drop_overlong(task_dict: dict[str, Any], tokenizer_path: str, max_length: int) -> dict[str, int]:
+    """Drop, in place, the documents whose answer cannot be scored inside a ``max_length`` window.
+
+    lm-eval cuts a long *context* from the left, but a continuation (a choice of a multiple-choice
+    task, a loglikelihood target) must fit the window with at least one context token; lm-eval
+    asserts that it does. Such documents are removed before evaluation (never half-scored), and the
+    count per task is returned for the results table (column ``skipped``). Rolling-loglikelihood
+    tasks window themselves and are left whole.
+    """
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_path)
+
+    def fits(task: Any, doc: dict) -> bool:
+        if task.OUTPUT_TYPE == "multiple_choice":
+            conts = task.doc_to_choice(doc)
+        elif task.OUTPUT_TYPE == "loglikelihood":
+            conts = [task.doc_to_target(doc)]
+        else:
+            return True
+        delim = task.config.target_delimiter or ""
+        return all(
+            len(tok(delim + str(c), add_special_tokens=False)["input_ids"]) < max_length for c in conts
+        )
+
+    skipped = {}
+    for name, task in task_dict.items():
+        split = task.config.test_split
+        if not hasattr(task, "dataset") or split is None or task.OUTPUT_TYPE == "loglikelihood_rolling":
+            continue
+        docs = task.dataset[split]
+        keep = [i for i, doc in enumerate(docs) if fits(task, doc)]
+        if len(keep) < len(docs):
+            task.dataset[split] = docs.select(keep)
+        skipped[name] = len(docs) - len(keep)
+    return skipped
 
 
 def _write_outputs(out: Path, table: pd.DataFrame, samples: dict[str, list[dict[str, Any]]]) -> None:

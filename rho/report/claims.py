@@ -219,7 +219,10 @@ def _gain_verdict(clm: float, slm: float, stderr: float | None, what: str) -> Ve
 
 def _check_c3(m: Mapping[str, Any]) -> Verdict:
     return _gain_verdict(
-        _acc(m, "clm_avg_acc"), _acc(m, "slm_avg_acc"), _stderr(m, "avg_acc_stderr"), "average few-shot accuracy"
+        _acc(m, "clm_avg_acc"),
+        _acc(m, "slm_avg_acc"),
+        _stderr(m, "avg_acc_stderr"),
+        "average few-shot accuracy",
     )
 
 
@@ -345,10 +348,16 @@ def _check_c9(m: Mapping[str, Any]) -> Verdict:
         if v is not None and not v >= FIT_R2_MIN  # NaN R^2 counts as weak
     ]
 
-    degenerate = [name for name, v in (("selected", r2_s), ("unselected", r2_u)) if v is not None and np.isnan(v)]
+    degenerate = [
+        name for name, v in (("selected", r2_s), ("unselected", r2_u)) if v is not None and np.isnan(v)
+    ]
     if degenerate:  # R^2 undefined: accuracy did not vary over the checkpoints, so a slope means nothing
-        return Verdict(NOT_TESTED, ours, f"the {' and '.join(degenerate)} fit is degenerate (R^2 undefined: "
-                       "accuracy did not vary over the checkpoints); no slope sign can be read")
+        return Verdict(
+            NOT_TESTED,
+            ours,
+            f"the {' and '.join(degenerate)} fit is degenerate (R^2 undefined: "
+            "accuracy did not vary over the checkpoints); no slope sign can be read",
+        )
 
     def cond(name: str, a: float, op: str, ok: bool, r2v: float | None, meaning: str) -> str:
         fit = "R^2 not given" if r2v is None else f"R^2 {r2v:.2f}"

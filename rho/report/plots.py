@@ -76,23 +76,38 @@ def _lines_with_stderr(
     order, palette = _hue_palette(df, hue)
     has_err = err is not None and err in df.columns
     sns.lineplot(
-        data=df, x=x, y=y, hue=hue, hue_order=order, palette=palette, marker="o", ax=ax,
-        **({"errorbar": None} if has_err else {}), **kw,
+        data=df,
+        x=x,
+        y=y,
+        hue=hue,
+        hue_order=order,
+        palette=palette,
+        marker="o",
+        ax=ax,
+        **({"errorbar": None} if has_err else {}),
+        **kw,
     )
     if not has_err:
         return
     groups = [(None, df)] if hue is None else [(h, df[df[hue] == h]) for h in order]
     for h, sub in groups:
         agg = sub.groupby(x, sort=True).agg(
-            _y=(y, "mean"), _se=(err, lambda e: float(np.sqrt(np.nansum(np.square(e)))) / max(1, e.notna().sum()))
+            _y=(y, "mean"),
+            _se=(err, lambda e: float(np.sqrt(np.nansum(np.square(e)))) / max(1, e.notna().sum())),
         )
         ok = agg["_se"].notna() & (agg["_se"] > 0)
         if not ok.any():
             continue
         color = palette[h] if palette is not None else ax.get_lines()[-1].get_color()
         ax.errorbar(
-            agg.index[ok], agg["_y"][ok], yerr=agg["_se"][ok], fmt="none", ecolor=color, elinewidth=1,
-            capsize=3, alpha=0.8,
+            agg.index[ok],
+            agg["_y"][ok],
+            yerr=agg["_se"][ok],
+            fmt="none",
+            ecolor=color,
+            elinewidth=1,
+            capsize=3,
+            alpha=0.8,
         )
 
 
@@ -215,7 +230,9 @@ def category_loss_curves(
     _tokens_axis(axes[0], xlabel)
     for ax, (name, ex) in zip(axes[1:], panels, strict=True):
         if ex.empty:
-            ax.text(0.5, 0.5, "no such tokens", ha="center", va="center", transform=ax.transAxes, color="#777")
+            ax.text(
+                0.5, 0.5, "no such tokens", ha="center", va="center", transform=ax.transAxes, color="#777"
+            )
         else:
             sns.lineplot(
                 data=ex.astype({"token_index": str}),
@@ -274,11 +291,21 @@ def benchmark_bars(
             se = sub["_se"].to_numpy(dtype=float)
             ok = np.isfinite(se) & (se > 0)
             if ok.any():
-                ax.errorbar(pos[ok], vals[ok], yerr=se[ok], fmt="none", ecolor="#333", elinewidth=1, capsize=2)
+                ax.errorbar(
+                    pos[ok], vals[ok], yerr=se[ok], fmt="none", ecolor="#333", elinewidth=1, capsize=2
+                )
         for p_, v in zip(pos, vals, strict=True):
             if v == 0:
-                ax.annotate("0", (p_, 0), xytext=(0, 2), textcoords="offset points", ha="center",
-                            va="bottom", fontsize=7, color="#333")
+                ax.annotate(
+                    "0",
+                    (p_, 0),
+                    xytext=(0, 2),
+                    textcoords="offset points",
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                    color="#333",
+                )
     ax.set_xticks(range(len(tasks)), [str(t) for t in tasks], rotation=45, ha="right")
     ax.set_xlim(-0.6, len(tasks) - 0.4)
     if top == 0 or not np.isfinite(top):

@@ -92,7 +92,9 @@ def _prepare(
                 score = float(score)
             name = _label_text(label, label_names)
             state = "context" if selected is None else "kept" if selected else "dropped"
-            hover = ("context: not scored" if selected is None else state) + (f" | provenance: {name}" if name else "")
+            hover = ("context: not scored" if selected is None else state) + (
+                f" | provenance: {name}" if name else ""
+            )
             hover += f" | score: {score:.3f}" if score is not None else ""
             toks.append(
                 {

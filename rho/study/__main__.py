@@ -27,15 +27,18 @@ def main(argv: list[str] | None = None) -> int:
         code = server.run_via_server(args_in)
         if code is not None:
             return code
-    ap = argparse.ArgumentParser(prog="python -m rho.study", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m rho.study", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("stage", choices=["data", "train", "score", "evaluate", "notebook", "serve"])
     ap.add_argument("name", nargs="?", help="run or scorer name")
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--profile", default=None)
     ap.add_argument("--part", default=None, help="notebook: the results/<profile>/<part> it writes")
     ap.add_argument("--socket", default=None, help="serve: the Unix socket to listen on")
-    ap.add_argument("--idle-timeout", type=float, default=900.0, help="serve: exit after this many idle seconds")
+    ap.add_argument(
+        "--idle-timeout", type=float, default=900.0, help="serve: exit after this many idle seconds"
+    )
     args = ap.parse_args(args_in)
     if args.stage == "serve":
         if not args.socket:

@@ -20,6 +20,7 @@ continual-pretraining model ``math_clm`` scoring its own corpus: self-reference,
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,11 +66,16 @@ class Study:
                     path = parent / params_file
                     break
         if not path.is_file():
-            raise StudyError(f"no parameters file at {path}: run from the repository root or pass params_file")
+            raise StudyError(
+                f"no parameters file at {path}: run from the repository root or pass params_file"
+            )
         params = yaml.safe_load(path.read_text()) or {}
         if profile is not None:
             params["profile"] = profile
-        study = cls(params=params, root=path.parent)
+        root = path.parent
+        with contextlib.suppress(ValueError):  # inside the working directory: paths relative to it, so
+            root = root.relative_to(Path.cwd().resolve())  # what runs record is the same in any clone
+        study = cls(params=params, root=root)
         study.validate()
         return study
 
@@ -92,7 +98,9 @@ class Study:
                 seen.add(name)
                 unknown = set(spec) - RUN_FIELDS[group]
                 if unknown:
-                    raise StudyError(f"{where} has unknown fields {sorted(unknown)}; allowed: {sorted(RUN_FIELDS[group])}")
+                    raise StudyError(
+                        f"{where} has unknown fields {sorted(unknown)}; allowed: {sorted(RUN_FIELDS[group])}"
+                    )
                 missing = REQUIRED_FIELDS[group] - set(spec)
                 if missing:
                     raise StudyError(f"{where} lacks {sorted(missing)}")
@@ -104,7 +112,9 @@ class Study:
                     raise StudyError(f"{where}: scorer {spec['scorer']!r} is not in params.yaml `scorers`")
         for name, sc in self.params["scorers"].items():
             if sc.get("model") not in ("reference", *seen):
-                raise StudyError(f"scorer {name!r}: model must be `reference` or a run name, got {sc.get('model')!r}")
+                raise StudyError(
+                    f"scorer {name!r}: model must be `reference` or a run name, got {sc.get('model')!r}"
+                )
         self.learning_rates  # noqa: B018 - raises StudyError when the profile's lr block is bad
 
     # ----------------------------------------------------------------- basics
@@ -256,15 +266,25 @@ class Study:
         if run in ("base", "base_large"):
             tokens = int(z["base_tokens"])
             if tokens <= 0:
-                raise StudyError(f"profile {self.profile!r} uses a released base model: `{run}` is not trained")
+                raise StudyError(
+                    f"profile {self.profile!r} uses a released base model: `{run}` is not trained"
+                )
             model = z["model"] if run == "base" else z["large_model"]
             blr = rates["base"]
             if blr is None:
-                raise StudyError(f"profile {self.profile!r} pretrains `{run}` but sets no lr.base in params.yaml")
+                raise StudyError(
+                    f"profile {self.profile!r} pretrains `{run}` but sets no lr.base in params.yaml"
+                )
             return TrainConfig(
-                model=str(model), train_shard=str(self.shard("base")), out_dir=str(self.run_dir(run)),
-                objective="clm", max_tokens=tokens, ckpt_every_tokens=self._ckpt_every(tokens), lr=blr,
-                min_lr=blr * float(self.params["cpt"]["min_lr_ratio"]), **common,
+                model=str(model),
+                train_shard=str(self.shard("base")),
+                out_dir=str(self.run_dir(run)),
+                objective="clm",
+                max_tokens=tokens,
+                ckpt_every_tokens=self._ckpt_every(tokens),
+                lr=blr,
+                min_lr=blr * float(self.params["cpt"]["min_lr_ratio"]),
+                **common,
             )
         if run == "reference":
             from rho.data.shards import TokenShard
@@ -274,27 +294,42 @@ class Study:
             tokens = int(self.params["reference"]["epochs"]) * blocks * int(z["block_size"])
             rlr = rates["reference"]
             return TrainConfig(
-                model=self.final_model("base"), train_shard=str(self.shard("ref")),
-                out_dir=str(self.run_dir(run)), objective="clm", max_tokens=tokens, ckpt_every_tokens=self._ckpt_every(tokens), lr=rlr,
-                min_lr=rlr * float(self.params["cpt"]["min_lr_ratio"]), **common,
+                model=self.final_model("base"),
+                train_shard=str(self.shard("ref")),
+                out_dir=str(self.run_dir(run)),
+                objective="clm",
+                max_tokens=tokens,
+                ckpt_every_tokens=self._ckpt_every(tokens),
+                lr=rlr,
+                min_lr=rlr * float(self.params["cpt"]["min_lr_ratio"]),
+                **common,
             )
         spec = self.run_spec(run)
         tokens = int(z["cpt_tokens"])
         base = spec["base"]
         kwargs: dict[str, Any] = dict(
-            model=self.final_model(base), train_shard=str(self.shard(spec["corpus"])),
-            out_dir=str(self.run_dir(run)), objective=spec["objective"], max_tokens=tokens, ckpt_every_tokens=self._ckpt_every(tokens), lr=lr,
-            min_lr=min_lr, snapshot_every_tokens=self._snapshot_every(tokens),
-            selection_scope=str(self.params["slm"].get("scope", "global")), **common,
+            model=self.final_model(base),
+            train_shard=str(self.shard(spec["corpus"])),
+            out_dir=str(self.run_dir(run)),
+            objective=spec["objective"],
+            max_tokens=tokens,
+            ckpt_every_tokens=self._ckpt_every(tokens),
+            lr=lr,
+            min_lr=min_lr,
+            snapshot_every_tokens=self._snapshot_every(tokens),
+            selection_scope=str(self.params["slm"].get("scope", "global")),
+            **common,
         )
         if spec["objective"] != "clm":
             kwargs.update(
-                scores=str(self.scores_dir(spec["scorer"])), ratio=float(spec["ratio"]),
+                scores=str(self.scores_dir(spec["scorer"])),
+                ratio=float(spec["ratio"]),
                 score_kind=str(spec["score"]),
             )
             if "score2" in spec:
                 kwargs.update(
-                    score_kind2=str(spec["score2"]), ratio2=float(spec["ratio2"]),
+                    score_kind2=str(spec["score2"]),
+                    ratio2=float(spec["ratio2"]),
                     combine_op=str(spec.get("op", "intersection")),
                 )
         return TrainConfig(**kwargs)

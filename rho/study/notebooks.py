@@ -22,7 +22,9 @@ def run_notebook(study: Study, name: str, part: str | None = None, kernel: str =
 
     src = study.root / "notebooks" / f"{name}.ipynb"
     if not src.is_file():
-        raise FileNotFoundError(f"no notebook {src}; expected one of {sorted(p.stem for p in src.parent.glob('*.ipynb'))}")
+        raise FileNotFoundError(
+            f"no notebook {src}; expected one of {sorted(p.stem for p in src.parent.glob('*.ipynb'))}"
+        )
     out = study.root / "outputs" / study.profile / f"{name}.ipynb"
     failed = out.with_suffix(".failed.ipynb")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -30,8 +32,12 @@ def run_notebook(study: Study, name: str, part: str | None = None, kernel: str =
         with atomic_path(out, suffix=".ipynb") as tmp:
             try:
                 pm.execute_notebook(
-                    str(src), str(tmp), parameters={"profile": study.profile, "params_file": "params.yaml"},
-                    kernel_name=kernel, cwd=str(study.root), progress_bar=True,
+                    str(src),
+                    str(tmp),
+                    parameters={"profile": study.profile, "params_file": "params.yaml"},
+                    kernel_name=kernel,
+                    cwd=str(study.root),
+                    progress_bar=True,
                 )
             except BaseException:
                 if tmp.exists():

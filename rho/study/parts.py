@@ -71,11 +71,13 @@ def average_accuracy(results: pd.DataFrame, roles: tuple[str, ...] = TABLE1_ROLE
     """Per run: mean primary metric over the ``roles`` it has (default: Table 1's), and its stderr."""
     t1 = results[results["in_table1"] & results["role"].isin(roles)]
     g = t1.groupby("run")
-    out = pd.DataFrame({
-        "avg_acc": g["value"].mean(),
-        "avg_stderr": g["stderr"].apply(mean_stderr),
-        "n_tasks": g["task"].nunique(),
-    })
+    out = pd.DataFrame(
+        {
+            "avg_acc": g["value"].mean(),
+            "avg_stderr": g["stderr"].apply(mean_stderr),
+            "n_tasks": g["task"].nunique(),
+        }
+    )
     return out.reset_index()
 
 
@@ -141,7 +143,9 @@ def data_part(study: Study) -> dict[str, Any]:
     table = corpus_table(study.world_dir)
     d = part_dir(study, "data")
     flat = table.reset_index()  # the corpus name is the index; tables keep it as a column
-    write_table3(flat, d / "corpus_table", title=titled(study, f"Corpora of the miniature world (seed {study.seed})"))
+    write_table3(
+        flat, d / "corpus_table", title=titled(study, f"Corpora of the miniature world (seed {study.seed})")
+    )
     kinds = [k for k in manifest.get("label_names", [])[1:] if k in flat.columns]
     fig = Figure(figsize=(7, 3.5), layout="constrained")
     ax = fig.subplots()
@@ -177,7 +181,9 @@ def token_dynamics_part(study: Study, run: str = "math_clm", max_blocks: int | N
     shard = TokenShard.open(study.shard("owm_val"))
     cps = checkpoints(study, run)
     if len(cps) < 3:
-        raise StudyError(f"{run} has {len(cps)} checkpoints; token dynamics needs at least 3 (raise `snapshots`)")
+        raise StudyError(
+            f"{run} has {len(cps)} checkpoints; token dynamics needs at least 3 (raise `snapshots`)"
+        )
     losses = loss_matrix(cps, shard, int(z["block_size"]), max_blocks)
     cats = classify_tokens(losses)
     labels = block_labels(shard, int(z["block_size"]), max_blocks)
@@ -188,12 +194,17 @@ def token_dynamics_part(study: Study, run: str = "math_clm", max_blocks: int | N
     by_label = category_shares_by_label(cats, labels, shard.label_names) if labels is not None else None
     noise = noise_among_fluctuating(losses, cats, labels) if labels is not None else {}
     d = part_dir(study, "token_dynamics")
-    write_table3(shares, d / "category_shares",
-                title=f"Token categories over {len(cps)} checkpoints of `{run}` ({study.profile}), paper: C1")
+    write_table3(
+        shares,
+        d / "category_shares",
+        title=f"Token categories over {len(cps)} checkpoints of `{run}` ({study.profile}), paper: C1",
+    )
     curves.to_csv(d / "category_curves.csv", index=False)
     write_table3(fluct, d / "fluctuating_tokens", title=titled(study, "Most fluctuating L->L / H->H tokens"))
     if by_label is not None:
-        write_table3(by_label, d / "categories_by_label", title=titled(study, "Categories by provenance label"))
+        write_table3(
+            by_label, d / "categories_by_label", title=titled(study, "Categories by provenance label")
+        )
     examples = token_loss_trajectories(losses, fluct, checkpoints=tokens, per_category=3)
     fig = category_loss_curves(curves, examples=examples)
     fig.suptitle(titled(study, f"Figure 3 analog: token loss over checkpoints of `{run}`"))
@@ -205,8 +216,14 @@ def token_dynamics_part(study: Study, run: str = "math_clm", max_blocks: int | N
         **noise,
     }
     write_measured(study, "token_dynamics", measured)
-    return {"shares": shares, "curves": curves, "fluctuating": fluct, "by_label": by_label,
-            "figure": fig, "measured": measured}
+    return {
+        "shares": shares,
+        "curves": curves,
+        "fluctuating": fluct,
+        "by_label": by_label,
+        "figure": fig,
+        "measured": measured,
+    }
 
 
 # ------------------------------------------------------------------ 03 reference model
@@ -220,7 +237,9 @@ def reference_part(study: Study) -> dict[str, Any]:
     d = part_dir(study, "reference_model")
     res = eval_results(study, ["base", "reference"])
     acc = accuracy_wide(res)
-    write_table3(acc.reset_index(), d / "accuracy", title=titled(study, "Base model vs reference model (fractions)"))
+    write_table3(
+        acc.reset_index(), d / "accuracy", title=titled(study, "Base model vs reference model (fractions)")
+    )
     curves = loss_curves({"reference": read_log(study.run_dir("reference"))}, metrics=("loss",))
     fig = training_loss_curves(curves, metrics=["loss"], title=titled(study, "Reference model training loss"))
     save_figure(fig, d / "training_loss.png")
@@ -232,11 +251,20 @@ def reference_part(study: Study) -> dict[str, Any]:
     for lab in np.unique(labels[ok]):
         m = ok & (labels == lab)
         name = shard.label_names[lab] if lab < len(shard.label_names) else str(lab)
-        rows.append({"label": name, "tokens": int(m.sum()),
-                     "ref_loss": float(np.mean(scores.loss[m])), "ref_entropy": float(np.nanmean(scores.entropy[m]))})
+        rows.append(
+            {
+                "label": name,
+                "tokens": int(m.sum()),
+                "ref_loss": float(np.mean(scores.loss[m])),
+                "ref_entropy": float(np.nanmean(scores.entropy[m])),
+            }
+        )
     by_label = pd.DataFrame(rows)
-    write_table3(by_label, d / "ref_scores_by_label",
-                 title=titled(study, "Reference-model loss and entropy on owm, by provenance"))
+    write_table3(
+        by_label,
+        d / "ref_scores_by_label",
+        title=titled(study, "Reference-model loss and entropy on owm, by provenance"),
+    )
     return {"accuracy": acc, "curves": curves, "figure": fig, "scores_by_label": by_label}
 
 
@@ -274,15 +302,28 @@ def math_cpt_part(study: Study) -> dict[str, Any]:
     info = {r: {"model": r, "data": "owm", "train_tokens": trained_tokens(study, r)} for r in runs}
     info["base"] = {"model": "base", "data": None, "train_tokens": None}
     table = comparison_table("table1", _ours(res), profile=study.profile, run_info=info)
-    write_table(table, d / "table1", title=f"Table 1 layout: few-shot CoT accuracy (%), ours at `{study.profile}`")
+    write_table(
+        table, d / "table1", title=f"Table 1 layout: few-shot CoT accuracy (%), ours at `{study.profile}`"
+    )
     avg = average_accuracy(res)
-    write_table3(avg, d / "average_accuracy", title=titled(study, "Average accuracy over the nine Table-1 roles (fraction)"))
+    write_table3(
+        avg,
+        d / "average_accuracy",
+        title=titled(study, "Average accuracy over the nine Table-1 roles (fraction)"),
+    )
     wide = accuracy_wide(res).reset_index()
-    write_table3(wide, d / "accuracy_by_task",
-                 title=titled(study, "Accuracy per task (fraction); gsm_unseen = held-out gsm templates, not in Table 1"))
+    write_table3(
+        wide,
+        d / "accuracy_by_task",
+        title=titled(
+            study, "Accuracy per task (fraction); gsm_unseen = held-out gsm templates, not in Table 1"
+        ),
+    )
     curves = pd.concat([avg_curve(study, r) for r in (clm, main_slm)], ignore_index=True)
     curves.to_csv(d / "figure1_curves.csv", index=False)
-    fig = accuracy_vs_tokens(curves, col=None, title=titled(study, "Figure 1 analog: average accuracy vs training tokens"))
+    fig = accuracy_vs_tokens(
+        curves, col=None, title=titled(study, "Figure 1 analog: average accuracy vs training tokens")
+    )
     save_figure(fig, d / "figure1_accuracy_vs_tokens.png")
     a = avg.set_index("run")
     clm_final = float(a.loc[clm, "avg_acc"])
@@ -323,8 +364,11 @@ def general_cpt_part(study: Study) -> dict[str, Any]:
     d = part_dir(study, "general_cpt")
     wide = allres.pivot_table(index=["suite", "task"], columns="run", values="value").reset_index()
     averages, measured = [], {}
-    for suite, sub in (("math", allres[allres.suite == "math"]), ("general", allres[allres.suite == "general"]),
-                       ("all", allres)):
+    for suite, sub in (
+        ("math", allres[allres.suite == "math"]),
+        ("general", allres[allres.suite == "general"]),
+        ("all", allres),
+    ):
         if sub.empty:
             continue
         g = sub.groupby("run")
@@ -332,13 +376,23 @@ def general_cpt_part(study: Study) -> dict[str, Any]:
         row = {"suite": "average", "task": f"{suite} ({sub['task'].nunique()} tasks)"}
         averages.append(row | {r: float(mean[r]) for r in runs})
         key = "" if suite == "all" else f"{suite}_"
-        measured |= {f"general_clm_{key}avg_acc": float(mean[clm]), f"general_slm_{key}avg_acc": float(mean[slm]),
-                     f"general_{key}acc_stderr": float(stderr[[clm, slm]].max())}
+        measured |= {
+            f"general_clm_{key}avg_acc": float(mean[clm]),
+            f"general_slm_{key}avg_acc": float(mean[slm]),
+            f"general_{key}acc_stderr": float(stderr[[clm, slm]].max()),
+        }
     wide = pd.concat([wide, pd.DataFrame(averages)], ignore_index=True)
     wide["delta"] = wide[slm] - wide[clm]
-    write_table3(wide, d / "figure5_table",
-                 title=titled(study, "General continual pretraining, CLM vs SLM (fractions; C6 uses the `all` average)"))
-    fig = benchmark_bars(allres, title=titled(study, "Figure 5 analog: CLM vs SLM after general continual pretraining"))
+    write_table3(
+        wide,
+        d / "figure5_table",
+        title=titled(
+            study, "General continual pretraining, CLM vs SLM (fractions; C6 uses the `all` average)"
+        ),
+    )
+    fig = benchmark_bars(
+        allres, title=titled(study, "Figure 5 analog: CLM vs SLM after general continual pretraining")
+    )
     save_figure(fig, d / "figure5_bars.png")
     write_measured(study, "general_cpt", measured)
     return {"table": wide, "figure": fig, "measured": measured}
@@ -354,7 +408,9 @@ def self_reference_part(study: Study) -> dict[str, Any]:
     res = eval_results(study, [clm, *runs])
     name = {"ref_loss": "L_RM", "ref_entropy": "H_RM", "excess": "L_delta"}
     fracs = {r: selected_fraction(study, r) for r in runs}  # the effective ratios, read once from the logs
-    info: dict[str, dict[str, Any]] = {clm: {"score_function": "none", "select_ratio": "100%", "effective_ratio": "100%"}}
+    info: dict[str, dict[str, Any]] = {
+        clm: {"score_function": "none", "select_ratio": "100%", "effective_ratio": "100%"}
+    }
     for r in runs:
         s = study.run_spec(r)
         fn = name[s["score"]]
@@ -363,23 +419,35 @@ def self_reference_part(study: Study) -> dict[str, Any]:
             op = " intersect " if s.get("op", "intersection") == "intersection" else " union "
             fn = f"{name[s['score2']]}{op}{fn}"
             sel = f"{s['ratio2']:.0%} {'n' if 'intersect' in op else 'u'} {s['ratio']:.0%}"
-        info[r] = {"score_function": fn, "select_ratio": sel,
-                   "effective_ratio": f"{fracs[r]:.0%}"}
+        info[r] = {"score_function": fn, "select_ratio": sel, "effective_ratio": f"{fracs[r]:.0%}"}
     d = part_dir(study, "self_reference")
     t4 = comparison_table("table4", _ours(res), profile=study.profile, run_info=info)
-    write_table(t4, d / "table4", title=f"Table 4 layout: self-reference score functions (%), ours at `{study.profile}`",
-                note="The paper labels its loss-based rows `L_delta`; its 70% row equals Table 3's `L_RM` row: "
-                     "both are the self-reference loss score, written `L_RM` in our rows.")
-    info3 = {r: {"model": r, "score_function": v["score_function"] if r != clm else None,
-                 "data": "owm", "train_tokens": trained_tokens(study, r, fracs.get(r))} for r, v in info.items()}
+    write_table(
+        t4,
+        d / "table4",
+        title=f"Table 4 layout: self-reference score functions (%), ours at `{study.profile}`",
+        note="The paper labels its loss-based rows `L_delta`; its 70% row equals Table 3's `L_RM` row: "
+        "both are the self-reference loss score, written `L_RM` in our rows.",
+    )
+    info3 = {
+        r: {
+            "model": r,
+            "score_function": v["score_function"] if r != clm else None,
+            "data": "owm",
+            "train_tokens": trained_tokens(study, r, fracs.get(r)),
+        }
+        for r, v in info.items()
+    }
     t3 = comparison_table("table3", _ours(res), profile=study.profile, run_info=info3)
     write_table(t3, d / "table3", title=f"Table 3 layout (%), ours at `{study.profile}`")
     from rho.report.paper_tables import TABLE3_TASKS
 
     tab = average_accuracy(res, roles=TABLE3_TASKS).set_index("run")  # the six tasks of Tables 3 and 4
     avg = tab["avg_acc"]
-    pick = {s: [r for r in runs if study.run_spec(r)["score"] == s and "score2" not in study.run_spec(r)]
-            for s in ("ref_loss", "ref_entropy")}
+    pick = {
+        s: [r for r in runs if study.run_spec(r)["score"] == s and "score2" not in study.run_spec(r)]
+        for s in ("ref_loss", "ref_entropy")
+    }
     inter = [r for r in runs if study.run_spec(r).get("op") == "intersection"]
     measured = {
         "selfref_clm_avg_acc": float(avg[clm]),
@@ -450,35 +518,54 @@ def analysis_part(study: Study, max_blocks: int | None = None) -> dict[str, Any]
         m = loss_matrix(cps, fx["shard"], int(z["block_size"]), max_blocks)
         mats[run] = (cps, m)
         for (tok, _), row in zip(cps, m, strict=True):
-            rows.append({"run": run, "tokens": tok, "metric": "loss_selected", "value": float(row[sel].mean())})
-            rows.append({"run": run, "tokens": tok, "metric": "loss_unselected", "value": float(row[~sel].mean())})
+            rows.append(
+                {"run": run, "tokens": tok, "metric": "loss_selected", "value": float(row[sel].mean())}
+            )
+            rows.append(
+                {"run": run, "tokens": tok, "metric": "loss_unselected", "value": float(row[~sel].mean())}
+            )
     for run in (clm, slm):
         ds = pd.read_csv(study.eval_dir(run) / "downstream.csv").groupby("tokens")["downstream_loss"].mean()
-        rows += [{"run": run, "tokens": int(t), "metric": "downstream_loss", "value": float(v)} for t, v in ds.items()]
+        rows += [
+            {"run": run, "tokens": int(t), "metric": "downstream_loss", "value": float(v)}
+            for t, v in ds.items()
+        ]
     fig6 = pd.DataFrame(rows)
     fig6.to_csv(d / "figure6_losses.csv", index=False)
-    save_figure(training_loss_curves(fig6, metrics=["loss_selected", "downstream_loss", "loss_unselected"],
-                                     title=titled(study, "Figure 6 analog")), d / "figure6_losses.png")
+    save_figure(
+        training_loss_curves(
+            fig6,
+            metrics=["loss_selected", "downstream_loss", "loss_unselected"],
+            title=titled(study, "Figure 6 analog"),
+        ),
+        d / "figure6_losses.png",
+    )
 
     def change(run: str, metric: str) -> float:
         s = fig6[(fig6.run == run) & (fig6.metric == metric)].sort_values("tokens")["value"].to_numpy()
         return float(s[-1] - s[0])
 
     def last(run: str, metric: str) -> float:
-        return float(fig6[(fig6.run == run) & (fig6.metric == metric)].sort_values("tokens")["value"].iloc[-1])
+        return float(
+            fig6[(fig6.run == run) & (fig6.metric == metric)].sort_values("tokens")["value"].iloc[-1]
+        )
 
-    measured.update({
-        "slm_selected_loss_change": change(slm, "loss_selected"),
-        "clm_selected_loss_change": change(clm, "loss_selected"),
-        "slm_unselected_loss_change": change(slm, "loss_unselected"),
-        "slm_downstream_loss": last(slm, "downstream_loss"),
-        "clm_downstream_loss": last(clm, "downstream_loss"),
-    })
+    measured.update(
+        {
+            "slm_selected_loss_change": change(slm, "loss_selected"),
+            "clm_selected_loss_change": change(clm, "loss_selected"),
+            "slm_unselected_loss_change": change(slm, "loss_unselected"),
+            "slm_downstream_loss": last(slm, "downstream_loss"),
+            "clm_downstream_loss": last(clm, "downstream_loss"),
+        }
+    )
 
     # Figure 7 / Appendix F: accuracy vs selected / unselected token loss at the SLM run's checkpoints
     # (the paper's fit is over SLM checkpoints; the 0-token point is the base model, counted once)
     acc = avg_curve(study, slm)[["run", "tokens", "acc"]]
-    pts = fig6[(fig6.run == slm) & fig6.metric.isin(["loss_selected", "loss_unselected"])].merge(acc, on=["run", "tokens"])
+    pts = fig6[(fig6.run == slm) & fig6.metric.isin(["loss_selected", "loss_unselected"])].merge(
+        acc, on=["run", "tokens"]
+    )
     pts = pts.rename(columns={"value": "loss", "metric": "loss_kind"})
     fits = {}
     for kind in ("loss_selected", "loss_unselected"):
@@ -488,9 +575,14 @@ def analysis_part(study: Study, max_blocks: int | None = None) -> dict[str, Any]
         except Exception as e:  # a degenerate fit (e.g. constant accuracy) is reported, not fatal
             out.setdefault("fit_errors", {})[kind] = str(e)
     pts.to_csv(d / "figure7_points.csv", index=False)
-    save_figure(accuracy_vs_loss(pts, fits, title=titled(study, f"Acc = log(aL + c) over `{slm}` checkpoints "
-                                                           "(9-task average accuracy)")),
-                d / "figure7_acc_vs_loss.png")
+    save_figure(
+        accuracy_vs_loss(
+            pts,
+            fits,
+            title=titled(study, f"Acc = log(aL + c) over `{slm}` checkpoints (9-task average accuracy)"),
+        ),
+        d / "figure7_acc_vs_loss.png",
+    )
     for kind, short in (("loss_selected", "selected"), ("loss_unselected", "unselected")):
         if kind in fits:
             measured[f"fit_{short}_a"] = float(fits[kind].a)
@@ -504,8 +596,10 @@ def analysis_part(study: Study, max_blocks: int | None = None) -> dict[str, Any]
     toks = [t for t, _ in cps]
     ppl = selected_ppl_matrix(m, masks, eval_checkpoints=toks, select_checkpoints=toks)
     ppl.to_csv(d / "figure8_ppl.csv", index=False)
-    save_figure(selected_ppl_lines(ppl, title=titled(study, "PPL of tokens selected at each checkpoint")),
-                d / "figure8_selected_ppl.png")
+    save_figure(
+        selected_ppl_lines(ppl, title=titled(study, "PPL of tokens selected at each checkpoint")),
+        d / "figure8_selected_ppl.png",
+    )
     measured["ppl_matrix"] = ppl_pivot(ppl).to_dict()
 
     # Figure 9: token select ratio ablation (CLM = ratio 1.0)
@@ -519,26 +613,42 @@ def analysis_part(study: Study, max_blocks: int | None = None) -> dict[str, Any]
     by_ratio = pd.DataFrame({"run": list(ratio_runs), "ratio": list(ratio_runs.values())})
     by_ratio["acc"] = [float(avg.loc[r, "avg_acc"]) for r in by_ratio.run]
     by_ratio["stderr"] = [float(avg.loc[r, "avg_stderr"]) for r in by_ratio.run]
-    write_table3(by_ratio.sort_values("ratio"), d / "figure9_ratio",
-                 title=titled(study, "Average accuracy by token select ratio (1.0 = CLM)"))
-    save_figure(accuracy_vs_ratio(by_ratio, hue=None, title=titled(study, "Figure 9 analog: token select ratio")),
-                d / "figure9_ratio.png")
+    write_table3(
+        by_ratio.sort_values("ratio"),
+        d / "figure9_ratio",
+        title=titled(study, "Average accuracy by token select ratio (1.0 = CLM)"),
+    )
+    save_figure(
+        accuracy_vs_ratio(by_ratio, hue=None, title=titled(study, "Figure 9 analog: token select ratio")),
+        d / "figure9_ratio.png",
+    )
     measured["acc_by_ratio"] = {str(k): v for k, v in zip(by_ratio.ratio, by_ratio.acc, strict=True)}
-    measured["acc_by_ratio_stderr"] = {str(k): v for k, v in zip(by_ratio.ratio, by_ratio.stderr, strict=True)}
+    measured["acc_by_ratio_stderr"] = {
+        str(k): v for k, v in zip(by_ratio.ratio, by_ratio.stderr, strict=True)
+    }
 
     # Table 5: weak-to-strong (the small reference model guiding a larger model)
     w2s = study.runs_of("weak_to_strong")
     if w2s:
         wres = eval_results(study, w2s)
-        t5 = comparison_table("table5", _ours(wres), profile=study.profile,
-                              run_info={r: {"model": r, "train_tokens": trained_tokens(study, r)} for r in w2s})
+        t5 = comparison_table(
+            "table5",
+            _ours(wres),
+            profile=study.profile,
+            run_info={r: {"model": r, "train_tokens": trained_tokens(study, r)} for r in w2s},
+        )
         write_table(t5, d / "table5", title=f"Table 5 layout: weak-to-strong (%), ours at `{study.profile}`")
         wtab = average_accuracy(wres).set_index("run")
         wavg = wtab["avg_acc"]
         wc = [r for r in w2s if study.run_spec(r)["objective"] == "clm"][0]
         ws = [r for r in w2s if study.run_spec(r)["objective"] == "slm"][0]
-        measured.update({"w2s_clm_avg_acc": float(wavg[wc]), "w2s_slm_avg_acc": float(wavg[ws]),
-                         "w2s_acc_stderr": float(wtab.loc[[wc, ws], "avg_stderr"].max())})
+        measured.update(
+            {
+                "w2s_clm_avg_acc": float(wavg[wc]),
+                "w2s_slm_avg_acc": float(wavg[ws]),
+                "w2s_acc_stderr": float(wtab.loc[[wc, ws], "avg_stderr"].max()),
+            }
+        )
         out["table5"] = t5
 
     # Selection vs ground-truth noise (our addition): from the SLM run's per-label training counts
@@ -547,12 +657,26 @@ def analysis_part(study: Study, max_blocks: int | None = None) -> dict[str, Any]
     names = fx["shard"].label_names  # owm_val shares the owm shard's label names
     kept = kept_by_label(counts, names)
     det = detection_metrics(counts, names)
-    write_table3(kept, d / "kept_by_label", title=titled(study, f"Share of tokens `{slm}` kept, by provenance label"))
-    write_table3(det, d / "selection_vs_noise", title=titled(study, f"Selection of `{slm}` against ground-truth noise"))
+    write_table3(
+        kept, d / "kept_by_label", title=titled(study, f"Share of tokens `{slm}` kept, by provenance label")
+    )
+    write_table3(
+        det, d / "selection_vs_noise", title=titled(study, f"Selection of `{slm}` against ground-truth noise")
+    )
     measured["selection_detection"] = det.to_dict(orient="records")
     write_measured(study, "analysis", measured)
-    out.update({"figure6": fig6, "figure7": pts, "fits": fits, "figure8": ppl, "figure9": by_ratio,
-                "kept_by_label": kept, "detection": det, "measured": measured})
+    out.update(
+        {
+            "figure6": fig6,
+            "figure7": pts,
+            "fits": fits,
+            "figure8": ppl,
+            "figure9": by_ratio,
+            "kept_by_label": kept,
+            "detection": det,
+            "measured": measured,
+        }
+    )
     return out
 
 
@@ -602,20 +726,35 @@ def report_part(study: Study, n_docs: int = 3) -> dict[str, Any]:
         excess = torch.from_numpy(cur[b] - ref[b])
         mask = topk_mask(excess, ratio).numpy()
         labs = shard.block_labels(np.array([b]), bs)
-        doc = [(tok.decode([int(ids[0])]), None, int(labs[0, 0]) if labs is not None else None, None)]  # context
+        doc = [
+            (tok.decode([int(ids[0])]), None, int(labs[0, 0]) if labs is not None else None, None)
+        ]  # context
         for t in range(1, bs):
-            doc.append((tok.decode([int(ids[t])]), bool(mask[t - 1]),
-                        int(labs[0, t]) if labs is not None else None, float(excess[t - 1])))
+            doc.append(
+                (
+                    tok.decode([int(ids[t])]),
+                    bool(mask[t - 1]),
+                    int(labs[0, t]) if labs is not None else None,
+                    float(excess[t - 1]),
+                )
+            )
         docs.append(doc)
-    html = render_token_html(docs, d / "token_selection.html",
-                             title=titled(study, f"Tokens selected by `{slm}` in blocks of owm_val"),
-                             label_names=shard.label_names, unit="block")
+    html = render_token_html(
+        docs,
+        d / "token_selection.html",
+        title=titled(study, f"Tokens selected by `{slm}` in blocks of owm_val"),
+        label_names=shard.label_names,
+        unit="block",
+    )
     status_counts = card["status"].value_counts().to_dict()
     metrics = {
         "profile": study.profile,
         "scorecard": status_counts,
-        **{k: (None if isinstance(v, float) and not np.isfinite(v) else v)  # NaN is not JSON: null
-           for k, v in measured.items() if v is None or (isinstance(v, int | float) and not isinstance(v, bool))},
+        **{
+            k: (None if isinstance(v, float) and not np.isfinite(v) else v)  # NaN is not JSON: null
+            for k, v in measured.items()
+            if v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+        },
     }
     write_json_atomic(study.results_dir / "metrics.json", metrics)
     return {"scorecard": card, "html": html, "metrics": metrics}

@@ -21,11 +21,14 @@ def scratch_copy(root: str | os.PathLike, dest: str | os.PathLike, profile: str)
     root, dest = Path(root), Path(dest)
     if dest.exists():
         raise FileExistsError(f"{dest} exists; scratch_copy writes a fresh copy, choose a new folder")
-    text, n = re.subn(r"(?m)^profile: *\S+", f"profile: {profile}", (root / "params.yaml").read_text(), count=1)
+    text, n = re.subn(
+        r"(?m)^profile: *\S+", f"profile: {profile}", (root / "params.yaml").read_text(), count=1
+    )
     if n != 1:
         raise ValueError(f"{root / 'params.yaml'} has no top-level `profile:` line to switch")
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=root, capture_output=True,
-                            text=True, check=True).stdout.splitlines()
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     with atomic_dir(dest) as tmp:  # a failure leaves no half-made copy
         for name in listed:
             src = root / name
@@ -34,7 +37,10 @@ def scratch_copy(root: str | os.PathLike, dest: str | os.PathLike, profile: str)
                 (tmp / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src, tmp / name)
         (tmp / "params.yaml").write_text(text)
-        for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
-                    ["git", "-c", "user.email=rho@localhost", "-c", "user.name=rho", "commit", "-qm", "scratch"]):
+        for cmd in (
+            ["git", "init", "-q"],
+            ["git", "add", "-A"],
+            ["git", "-c", "user.email=rho@localhost", "-c", "user.name=rho", "commit", "-qm", "scratch"],
+        ):
             subprocess.run(cmd, cwd=tmp, check=True, capture_output=True)
     return dest

@@ -87,8 +87,9 @@ def run_via_server(argv: Sequence[str], socket_path: str | None = None) -> int |
         request = {"argv": list(argv), "cwd": os.getcwd(), "env": dict(os.environ)}
         payload = json.dumps(request).encode()
         try:
-            socket.send_fds(sock, [len(payload).to_bytes(8, "big") + payload],
-                            [sys.stdout.fileno(), sys.stderr.fileno()])
+            socket.send_fds(
+                sock, [len(payload).to_bytes(8, "big") + payload], [sys.stdout.fileno(), sys.stderr.fileno()]
+            )
             started = sock.recv(1) == _STARTED
             reply = _read_all(sock)  # the socket stays open while the stage runs: closing it cancels it
         except OSError:  # e.g. the server closed its listener (idle timeout) with us in its queue
@@ -96,8 +97,11 @@ def run_via_server(argv: Sequence[str], socket_path: str | None = None) -> int |
     if not started:
         return None  # refused or never taken (stale sources, another checkout): run the stage here
     if not reply:  # the server took the stage and died: never run it a second time beside a stray child
-        print(f"rho.study: the server at {path} closed the connection without an exit status; "
-              "the stage did not finish (run it again)", file=sys.stderr)
+        print(
+            f"rho.study: the server at {path} closed the connection without an exit status; "
+            "the stage did not finish (run it again)",
+            file=sys.stderr,
+        )
         return 1
     return int(json.loads(reply.decode())["code"])
 
@@ -156,7 +160,9 @@ def serve(
                 break
             with conn:
                 conn.settimeout(None)
-                if not _handle(conn, listener, main, lambda: source_fingerprint(watched) == fingerprint, package):
+                if not _handle(
+                    conn, listener, main, lambda: source_fingerprint(watched) == fingerprint, package
+                ):
                     break
     finally:
         listener.close()

@@ -103,7 +103,9 @@ def _fresh_or_resume(cfg: Any) -> None:
     out = Path(cfg.out_dir)
     fp = inputs_fingerprint(cfg)
     marker = out / "inputs.json"
-    if out.exists() and (not marker.is_file() or json.loads(marker.read_text()) != json.loads(json.dumps(fp))):
+    if out.exists() and (
+        not marker.is_file() or json.loads(marker.read_text()) != json.loads(json.dumps(fp))
+    ):
         shutil.rmtree(out)
     if not marker.is_file():
         write_json_atomic(marker, fp)
@@ -119,8 +121,9 @@ def score(study: Study, scorer: str, *, batch_size: int = 16, backend: str = "to
     shard = TokenShard.open(study.shard(study.scorer_corpus(scorer)))
     model = AutoModelForCausalLM.from_pretrained(study.scorer_model(scorer))
     out = study.scores_dir(scorer)
-    score_corpus(model, shard, out, block_size=int(study.sizes["block_size"]), batch_size=batch_size,
-                 backend=backend)
+    score_corpus(
+        model, shard, out, block_size=int(study.sizes["block_size"]), batch_size=batch_size, backend=backend
+    )
     return out
 
 
@@ -155,8 +158,14 @@ def evaluate_run(study: Study, run: str, *, batch_size: int = 16) -> Path:
     tasks = _math_tasks(study)
     spec = study.run_spec(run) if run in study.run_names else {"part": run}
     context = int(z["block_size"])  # the models never saw positions beyond the training block
-    eval_kw = dict(data_root=study.world_dir, limit=limit, batch_size=batch_size,
-                   max_new_tokens=int(z["max_new_tokens"]), context_length=context, progress=True)
+    eval_kw = dict(
+        data_root=study.world_dir,
+        limit=limit,
+        batch_size=batch_size,
+        max_new_tokens=int(z["max_new_tokens"]),
+        context_length=context,
+        progress=True,
+    )
     out = study.eval_dir(run)
     with atomic_dir(out) as tmp:
         final = evaluate_model(study.final_model(run), tasks, out_dir=tmp / "final", **eval_kw)
@@ -167,8 +176,15 @@ def evaluate_run(study: Study, run: str, *, batch_size: int = 16) -> Path:
         for tok, path in cps:
             model, tokenizer = _load(path)
             for t in _generate_tasks(study, tasks):
-                val = downstream_loss(model, study.world_dir / "eval" / t, tokenizer=tokenizer, limit=limit,
-                                      batch_size=batch_size, progress=False, context_length=context)
+                val = downstream_loss(
+                    model,
+                    study.world_dir / "eval" / t,
+                    tokenizer=tokenizer,
+                    limit=limit,
+                    batch_size=batch_size,
+                    progress=False,
+                    context_length=context,
+                )
                 rows.append({"run": run, "tokens": tok, "task": t, "downstream_loss": val})
         pd.DataFrame(rows).to_csv(tmp / "downstream.csv", index=False)
         if spec.get("part") in CURVE_PARTS and spec.get("group") != "slm_variants":
@@ -181,8 +197,14 @@ def evaluate_run(study: Study, run: str, *, batch_size: int = 16) -> Path:
         if spec.get("part") == "general_cpt":
             lm_dir = study.world_dir / "eval" / "lm_eval"
             names = sorted(p.stem for p in lm_dir.glob("*.yaml"))
-            general = run_lm_eval(study.final_model(run), names, include_path=lm_dir, limit=limit,
-                                  batch_size=batch_size, max_length=context)
+            general = run_lm_eval(
+                study.final_model(run),
+                names,
+                include_path=lm_dir,
+                limit=limit,
+                batch_size=batch_size,
+                max_length=context,
+            )
             general.insert(0, "run", run)
             general.to_csv(tmp / "general.csv", index=False)
     return out
@@ -223,5 +245,7 @@ def _tokens_seen(run_dir: Path) -> int:
             if line.strip():
                 last = json.loads(line)
     if last is None:
-        raise StudyError(f"{run_dir} has no training log: train the run first (`python -m rho.study train ...`)")
+        raise StudyError(
+            f"{run_dir} has no training log: train the run first (`python -m rho.study train ...`)"
+        )
     return int(last.get("tokens_seen", last.get("tokens", 0)))

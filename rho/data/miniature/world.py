@@ -7,19 +7,23 @@ Layout of ``out_dir``::
     shards/<corpus>/          token shards (rho.data.shards) with per-token provenance labels
     eval/<task>/{fewshot,test}.jsonl, eval/tasks.json      the nine math tasks (+ gsm_unseen)
     eval/lm_eval/             lm-evaluation-harness YAMLs + jsonl (general tasks)
-    world.json                manifest: profile, seed, versions, counts, hashes, paths
+    world.json                manifest: profile, seed, versions, counts, hashes, paths, fingerprint
 
 Corpora: ``owm`` (noisy target corpus), ``owm_val`` (held-out owm pages), ``ref`` (clean
 solutions, separate seeds), ``ppile`` (owm plus as many other math docs: Proof-Pile-2 analog),
 ``general`` (prose:code:owm = 6:3:1 by tokens), ``base`` (prose:code:math = 6:3:1, math not from
 owm: the base model's pretraining data), ``val_math`` (held-out problems with reference
 solutions, question labelled ``prompt``, for downstream loss).  Everything is a deterministic
-function of (profile, seed, Python/package versions).  Training problems that collide with an
+function of (profile, seed, the locked package versions and the repository's frozen general-text
+pool, :mod:`rho.data.miniature.general`); ``world.json``'s ``fingerprint`` hashes all of it
+(:func:`world_fingerprint`), and the build's timings are returned, not stored, so rebuilding the
+same world rewrites the same bytes.  Training problems that collide with an
 evaluation problem (same family/template/numbers, or a 13-gram carrying its numbers) are redrawn.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import platform
@@ -35,7 +39,7 @@ from tqdm.auto import tqdm
 import rho
 from rho.data.contamination import NgramIndex, build_index
 from rho.data.miniature import math_docs
-from rho.data.miniature.general import code_documents, prose_documents
+from rho.data.miniature.general import GENERAL_SOURCE, check_general_source, code_documents, prose_documents
 from rho.data.miniature.lm_eval_suite import write_lm_eval_suite
 from rho.data.miniature.problems import GSM_HELDOUT, Problem, problem_key
 from rho.data.miniature.suites import write_suites
@@ -181,6 +185,7 @@ def build_world(
         raise ProfileError("owm_docs, ref_docs and n_test must be >= 1 to build a world")
     out = Path(out_dir)
     _check_out_dir(out, prof, seed, overwrite)
+    general_sha256 = check_general_source()
     t0 = time.time()
     timings: dict[str, float] = {}
 
@@ -303,10 +308,27 @@ def build_world(
         "gsm_heldout_templates": sorted(GSM_HELDOUT),
         "label_names": LABEL_NAMES,
         "rejected_for_contamination": guard.rejected,
-        "build_seconds": {k: round(v, 2) for k, v in timings.items()},
+        "general_source": {"file": GENERAL_SOURCE.name, "sha256": general_sha256},
+        "eval_sha256": _tree_hashes(out / "eval"),
     }
+    manifest["fingerprint"] = world_fingerprint(manifest)
     write_json_atomic(out / "world.json", manifest)
-    return manifest
+    return {**manifest, "build_seconds": {k: round(v, 2) for k, v in timings.items()}}
+
+
+def _tree_hashes(root: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``root``, by path relative to it (sorted)."""
+    return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def world_fingerprint(manifest: dict[str, Any]) -> str:
+    """SHA-256 of what makes a world: its settings and the hashes of every file it wrote.
+
+    Package versions (recorded in ``versions`` for the reader) and the fingerprint itself are left
+    out: two builds whose files are byte-identical have the same fingerprint.
+    """
+    body = {k: v for k, v in manifest.items() if k not in ("versions", "fingerprint", "build_seconds")}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def hash_seed(seed: int, tag: str, epoch: int) -> int:

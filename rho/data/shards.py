@@ -227,6 +227,44 @@ class TokenShard:
         starts = idx[:, None] * block_size + np.arange(block_size)[None, :]
         return np.asarray(self.labels[starts])
 
+    def verify(self, vocab_size: int | None = None, chunk: int = 1 << 24) -> None:
+        """Check ``tokens.bin`` against its stored SHA-256 and every id against the vocabulary.
+
+        One sequential read of the file (hash and range check share it; about 1 s per GB).  Raises
+        :class:`ShardError` naming the shard and, for an id outside ``[0, vocab)`` (``vocab`` is
+        the smaller of ``vocab_size``, e.g. the model's, and the shard's own), the id and its
+        position.  Call it before training on or scoring a shard.
+        """
+        vocab = min(self.vocab_size, vocab_size) if vocab_size is not None else self.vocab_size
+        dtype = self.tokens.dtype
+        path = self.path / "tokens.bin"
+        h = hashlib.sha256()
+        first_bad: tuple[int, int] | None = None
+        pos = 0
+        with open(path, "rb") as f:
+            while data := f.read(chunk - chunk % dtype.itemsize):
+                h.update(data)
+                if first_bad is None:
+                    ids = np.frombuffer(data, dtype=dtype)
+                    if ids.size and int(ids.max()) >= vocab:
+                        j = int(np.flatnonzero(ids >= vocab)[0])
+                        first_bad = (pos + j, int(ids[j]))
+                    pos += ids.size
+        if h.hexdigest() != self.shard_hash:
+            raise ShardError(
+                f"{path} does not match the SHA-256 stored in {self.path / 'meta.json'} "
+                f"({h.hexdigest()[:12]} != {self.shard_hash[:12]}): the token file is corrupted or was "
+                "changed after the shard was written; rebuild the shard (e.g. `dvc repro` of its data stage)"
+            )
+        if first_bad is not None:
+            where, tok = first_bad
+            raise ShardError(
+                f"shard {self.path} holds token id {tok} at position {where}, outside the vocabulary "
+                f"[0, {vocab}) (shard vocabulary {self.vocab_size}"
+                + (f", model vocabulary {vocab_size}" if vocab_size is not None else "")
+                + "); the shard was built with another tokenizer or is corrupted: rebuild it"
+            )
+
     def document(self, d: int) -> np.ndarray:
         """Token ids of document ``d`` (its EOS included)."""
         return np.asarray(self.tokens[self.doc_offsets[d] : self.doc_offsets[d + 1]], dtype=np.int64)

@@ -530,6 +530,8 @@ def load_scores(
     if not meta_path.is_file():
         raise ScoringError(f"no reference scores at {path} (missing meta.json); {fix}")
     meta = read_json(meta_path)
+    if not isinstance(meta, dict):
+        raise ScoringError(f"{meta_path} is not a JSON object; the scores are damaged; {fix}")
     if meta.get("format") != FORMAT:
         raise ScoringError(f"{path} has format {meta.get('format')!r}, expected {FORMAT!r}; {fix}")
     checks = [

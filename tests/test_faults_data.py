@@ -91,6 +91,12 @@ def test_corrupt_shard_meta_json_names_the_file(world) -> None:
         TokenShard.open(world / "shard")
 
 
+def test_damaged_doc_offsets_name_the_file(world) -> None:
+    (world / "shard" / "doc_offsets.npy").write_bytes(b"\x93NUMPY garbage")
+    with pytest.raises(ShardError, match="doc_offsets.npy"):
+        TokenShard.open(world / "shard")
+
+
 # ------------------------------------------------------------------ scores
 def test_scores_store_checksums_of_their_arrays(world) -> None:
     meta = json.loads((world / "scores" / "meta.json").read_text())

@@ -122,6 +122,13 @@ def test_corrupt_state_json_names_the_file(world) -> None:
         train({**_cfg(world, "bad_state"), "max_steps": 2})
 
 
+def test_state_json_without_a_config_names_the_file(world) -> None:
+    out = _short_run(world, "no_config")
+    (out / "ckpt" / "state.json").write_text("[]")
+    with pytest.raises(CheckpointError, match=str(out / "ckpt" / "state.json")):
+        train({**_cfg(world, "no_config"), "max_steps": 2})
+
+
 # ------------------------------------------------------------------ out_dir: only the trainer's own folder
 def test_out_dir_equal_to_init_from_is_refused_and_left_intact(world) -> None:
     model_dir = _short_run(world, "base_for_init") / "final"

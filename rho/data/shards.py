@@ -161,6 +161,8 @@ class TokenShard:
                 "(e.g. `dvc repro data` or rho.data.tokenize)"
             )
         meta = read_json(meta_path)
+        if not isinstance(meta, dict):
+            raise ShardError(f"{meta_path} is not a JSON object; the shard is damaged: rebuild it")
         if meta.get("format") != FORMAT:
             raise ShardError(f"{path} has format {meta.get('format')!r}, expected {FORMAT!r}")
         dtype = np.dtype(meta["dtype"])
@@ -175,7 +177,15 @@ class TokenShard:
         labels = None
         if meta.get("has_labels"):
             labels = np.memmap(path / "labels.bin", dtype=np.uint8, mode="r", shape=(meta["n_tokens"],))
-        offsets = np.load(path / "doc_offsets.npy")
+        missing = [k for k in ("dtype", "n_tokens", "vocab_size", "tokens_sha256") if k not in meta]
+        if missing:
+            raise ShardError(f"{meta_path} lacks {', '.join(missing)}; the shard is damaged: rebuild it")
+        try:
+            offsets = np.load(path / "doc_offsets.npy")
+        except (OSError, ValueError, EOFError) as e:
+            raise ShardError(
+                f"{path / 'doc_offsets.npy'} cannot be read ({e}); the shard is damaged: rebuild it"
+            ) from None
         return cls(path=path, meta=meta, tokens=tokens, labels=labels, doc_offsets=offsets)
 
     @property
@@ -230,7 +240,8 @@ class TokenShard:
     def verify(self, vocab_size: int | None = None, chunk: int = 1 << 24) -> None:
         """Check ``tokens.bin`` against its stored SHA-256 and every id against the vocabulary.
 
-        One sequential read of the file (hash and range check share it; about 1 s per GB).  Raises
+        One sequential read of the file (hash and range check share it; 150 MB/s measured on
+        a loaded 2-core CPU: 0.05 s for the mini shard, minutes for a 30 GB paper-scale one).  Raises
         :class:`ShardError` naming the shard and, for an id outside ``[0, vocab)`` (``vocab`` is
         the smaller of ``vocab_size``, e.g. the model's, and the shard's own), the id and its
         position.  Call it before training on or scoring a shard.

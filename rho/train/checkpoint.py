@@ -127,16 +127,22 @@ def load_checkpoint(out_dir: str | os.PathLike) -> Checkpoint:
         )
     trainer = safe_load(path / "trainer.pt", legacy_numpy=True)
     counters, rng = _check_trainer(path / "trainer.pt", trainer)
-    state = read_json(path / "state.json")
-    if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
-        raise CheckpointError(f"{path / 'state.json'} holds no run config; {_FIX}")
     return Checkpoint(
         model_state=safe_load(path / "model.pt"),
         optimizer_state=safe_load(path / "optimizer.pt"),
         trainer=TrainerState(**counters),
         rng=rng,
-        config=state["config"],
+        config=saved_config(out_dir),
     )
+
+
+def saved_config(out_dir: str | os.PathLike) -> dict[str, Any]:
+    """The run config stored in ``<out_dir>/ckpt/state.json`` (damage raises an error naming the file)."""
+    path = Path(out_dir) / CKPT_DIR / "state.json"
+    state = read_json(path)
+    if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
+        raise CheckpointError(f"{path} holds no run config; {_FIX}")
+    return state["config"]
 
 
 _FIX = "delete the run's ckpt/ folder (or use another out_dir) to start afresh"

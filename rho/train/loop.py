@@ -357,7 +357,7 @@ def find_checkpoint(cfg: TrainConfig, out: Path) -> ckpt_io.Checkpoint | None:
             f"{out} already holds a checkpoint and resume=false; use another out_dir (or delete {out}) "
             "rather than overwrite a run"
         )
-    saved = read_json(out / ckpt_io.CKPT_DIR / "state.json")["config"]
+    saved = ckpt_io.saved_config(out)
     diff = cfg.diff(saved)
     if diff:
         shown = ", ".join(f"{k}: now {a!r}, checkpoint {b!r}" for k, (a, b) in diff.items())

@@ -57,7 +57,7 @@ def _rewrite_scores(scores_dir: Path, name: str, edit) -> None:
     arr = np.fromfile(scores_dir / name, dtype=np.float32)
     edit(arr)
     arr.tofile(scores_dir / name)
-    meta["sha256"][name] = sha256_file(scores_dir / name)
+    meta.setdefault("sha256", {})[name] = sha256_file(scores_dir / name)
     (scores_dir / "meta.json").write_text(json.dumps(meta))
 
 

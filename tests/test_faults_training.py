@@ -230,7 +230,7 @@ _KILLER = textwrap.dedent(
 
 _RNG = random.Random(14)
 KILL_POINTS = [
-    ("step", _RNG.randrange(1, STEPS)),
+    ("step", _RNG.randrange(3, STEPS)),
     ("save", _RNG.randrange(2, 12)),
     ("save", _RNG.randrange(12, 40)),
 ]
@@ -248,8 +248,11 @@ def test_sigkill_then_resume_is_exact_and_leaves_no_tmp(world, mode, k) -> None:
     out = world / name
     assert not (out / "final").exists()
 
+    assert (out / "ckpt" / "trainer.pt").is_file()  # every kill point lies after the first checkpoint
+    if mode == "save":  # killed inside a checkpoint save: its half-written folder is there
+        assert [p.name for p in out.glob(".ckpt.*.tmp")]
     result = train(cfg)
-    assert result.steps == STEPS
+    assert result.steps == STEPS and result.resumed_from_step >= 2
     a, b = final_state(world / "straight"), final_state(out)
     assert a.keys() == b.keys() and all(torch.equal(a[x], b[x]) for x in a)
     leftovers = [p for p in out.rglob(".*") if p.name.endswith(".tmp") or ".old-" in p.name]

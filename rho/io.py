@@ -74,9 +74,25 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
+class JSONFileError(json.JSONDecodeError):
+    """A JSON file is damaged (truncated, not UTF-8, not JSON); the message names the file."""
+
+
 def read_json(path: str | os.PathLike) -> Any:
-    """Read a JSON file."""
-    return json.loads(Path(path).read_text())
+    """Read a JSON file; a damaged one raises :class:`JSONFileError` naming its path."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as e:
+        raise JSONFileError(
+            f"{path} is not UTF-8 text ({e.reason}); the file is damaged: rebuild it", "", 0
+        ) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise JSONFileError(
+            f"{path} is not valid JSON ({e.msg}); the file is damaged or truncated: rebuild it", e.doc, e.pos
+        ) from None
 
 
 def _json_default(o: Any) -> Any:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -38,12 +39,16 @@ from tqdm.auto import tqdm
 
 from rho import __version__
 from rho.data.shards import TokenShard
-from rho.io import atomic_dir, read_json
+from rho.io import atomic_dir, read_json, sha256_file
 
 FORMAT = "rho-scores-v1"
 BACKENDS = ("torch", "vllm")
 _FILES = ("loss.bin", "entropy.bin")
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+#: Largest per-token loss (nats) a score file may hold: far above any model's (a uniform guess over
+#: 2**20 ids costs 14 nats), far below the garbage a flipped exponent bit makes.
+MAX_LOSS = 1e4
+_TOL = 1e-3
 
 
 class ScoringError(ValueError):
@@ -336,6 +341,13 @@ def score_corpus(
             f"the model's vocabulary ({vocab}) is smaller than the shard's ({shard.vocab_size}); "
             "the reference model must use the tokenizer that made the shard"
         )
+    max_pos = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if isinstance(max_pos, int) and block_size > max_pos:
+        raise ScoringError(
+            f"block_size {block_size} exceeds the model's max_position_embeddings ({max_pos}); "
+            f"use block_size <= {max_pos}"
+        )
+    shard.verify(vocab)  # content hash and id range, before the first forward
 
     if backend == "torch":
         if not isinstance(model, torch.nn.Module):
@@ -410,6 +422,7 @@ def score_corpus(
             ent_mm.flush()
             meta["fused_kernel"] = bool(use_fused and not _COMPILED.get("failed", False))
             del loss_blk, ent_blk, loss_mm, ent_mm
+            meta["sha256"] = {name: sha256_file(tmp / name) for name in _FILES}
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     finally:
         bar.close()
@@ -519,13 +532,15 @@ def load_scores(
     model: Any | None = None,
     *,
     need_entropy: bool = False,
+    verify: bool = True,
 ) -> ReferenceScores:
     """Open a score directory and check it belongs to ``shard`` (and ``block_size``/``model``).
 
     Refuses, with an error naming what differs, scores made for another shard (content hash),
     tokenizer, length, block size, or for a vocabulary that is not ``model``'s (``model`` may be a
     HF model, a config, or an int vocabulary size).  ``need_entropy`` also refuses scores without
-    full entropies (vLLM backend).
+    full entropies (vLLM backend).  ``verify`` (default) also checks each array against the SHA-256
+    stored in ``meta.json`` and its values (see :func:`check_score_values`): one read of the arrays.
     """
     path = Path(path)
     fix = f"re-run scoring: rho.scoring.score_corpus(model, shard, {str(path)!r}, block_size=...)"
@@ -533,6 +548,8 @@ def load_scores(
     if not meta_path.is_file():
         raise ScoringError(f"no reference scores at {path} (missing meta.json); {fix}")
     meta = read_json(meta_path)
+    if not isinstance(meta, dict):
+        raise ScoringError(f"{meta_path} is not a JSON object; the scores are damaged; {fix}")
     if meta.get("format") != FORMAT:
         raise ScoringError(f"{path} has format {meta.get('format')!r}, expected {FORMAT!r}; {fix}")
     checks = [
@@ -571,7 +588,77 @@ def load_scores(
                 f"{f} holds {size} bytes, expected {4 * n} (float32 x {n}); the scores are damaged; {fix}"
             )
         arrays.append(np.memmap(f, dtype=np.float32, mode="r", shape=(n,)))
-    return ReferenceScores(path=path, loss=arrays[0], entropy=arrays[1], meta=meta)
+    scores = ReferenceScores(path=path, loss=arrays[0], entropy=arrays[1], meta=meta)
+    if verify:
+        _check_checksums(path, meta, fix)
+        check_score_values(scores)
+    return scores
+
+
+def _check_checksums(path: Path, meta: dict[str, Any], fix: str) -> None:
+    stored = meta.get("sha256")
+    if not isinstance(stored, dict):
+        warnings.warn(
+            f"scores at {path} have no checksums (written before rho stored them); only their values are "
+            f"checked. {fix} to add them",
+            stacklevel=3,
+        )
+        return
+    for name in _FILES:
+        got = sha256_file(path / name)
+        if got != stored.get(name):
+            raise ScoringError(
+                f"{path / name} does not match the SHA-256 stored in {path / 'meta.json'} "
+                f"({got[:12]} != {str(stored.get(name))[:12]}): the scores are corrupted; {fix}"
+            )
+
+
+def check_score_values(scores: ReferenceScores, chunk: int = 1 << 22) -> None:
+    """Refuse score arrays whose values cannot come from a reference model.
+
+    Every position that has a prediction (all but each block's first token, in whole blocks) must
+    hold a finite loss in ``[0, MAX_LOSS]``; full entropies must be finite and in ``[0, log V]``
+    (top-k lower bounds, where present, too).  All-NaN or empty scores are refused as such.
+    """
+    meta = scores.meta
+    L = scores.block_size
+    n_blocks = len(scores.loss) // L
+    where = f"scores at {scores.path}"
+    fix = f"re-run scoring for this shard (rho.scoring.score_corpus(..., {str(scores.path)!r}))"
+    if n_blocks < 1:
+        raise ScoringError(f"{where} are empty: {len(scores.loss)} tokens, not one block of {L}; {fix}")
+    vocab = meta.get("vocab_size") or meta.get("shard_vocab_size")
+    max_h = math.log(vocab) * (1 + _TOL) + _TOL if vocab else math.inf
+    kinds = [("loss.bin", scores.loss, "loss", MAX_LOSS, True)]
+    if meta.get("entropy") in ("full", "topk_lower_bound"):
+        kinds.append(("entropy.bin", scores.entropy, "entropy", max_h, meta.get("entropy") == "full"))
+    rows = max(1, chunk // L)
+    for name, arr, what, hi, all_finite in kinds:
+        n_finite = 0
+        for s in range(0, n_blocks, rows):
+            e = min(n_blocks, s + rows)
+            v = np.asarray(arr[s * L : e * L], dtype=np.float32).reshape(e - s, L)[:, 1:]
+            finite = np.isfinite(v)
+            n_finite += int(finite.sum())
+            if all_finite and not finite.all():
+                if n_finite == 0 and s == 0 and not np.isfinite(np.asarray(arr, np.float32)).any():
+                    raise ScoringError(
+                        f"{where}: {name} holds no finite value (all NaN/inf); scoring failed; {fix}"
+                    )
+                i, j = np.argwhere(~finite)[0]
+                raise ScoringError(
+                    f"{where}: {name} holds {v[i, j]} at token {(s + i) * L + j + 1}, where a finite {what} is "
+                    f"expected; the scores are damaged; {fix}"
+                )
+            vals = v[finite]
+            if vals.size and (float(vals.min()) < -_TOL or float(vals.max()) > hi):
+                bad = vals[(vals < -_TOL) | (vals > hi)][0]
+                raise ScoringError(
+                    f"{where}: {name} holds a {what} of {bad}, outside [0, {hi:.4g}]; no reference model gives "
+                    f"that: the scores are damaged; {fix}"
+                )
+        if n_finite == 0:
+            raise ScoringError(f"{where}: {name} holds no finite value (all NaN/inf); scoring failed; {fix}")
 
 
 def _short(x: Any) -> str:
@@ -584,6 +671,7 @@ __all__ = [
     "FORMAT",
     "ReferenceScores",
     "ScoringError",
+    "check_score_values",
     "load_scores",
     "model_identity",
     "next_token_loss_and_entropy",

@@ -71,3 +71,4 @@ def test_stale_run_directory_is_replaced_when_its_inputs_change(tmp_path):
     stages._fresh_or_resume(cfg)  # the corpus changed: start afresh
     assert not (out / "ckpt").exists()
     assert (out / "inputs.json").is_file()
+    assert (out / "rho_run.json").is_file()  # rho.train may write into it

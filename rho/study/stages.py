@@ -100,6 +100,8 @@ def _fresh_or_resume(cfg: Any) -> None:
     DVC keeps training outputs between attempts (``persist``) so an interrupted stage resumes from
     its last checkpoint; when anything it depends on changed, the stale directory is removed first.
     """
+    from rho.train.rundir import mark as mark_run_dir
+
     out = Path(cfg.out_dir)
     fp = inputs_fingerprint(cfg)
     marker = out / "inputs.json"
@@ -109,6 +111,7 @@ def _fresh_or_resume(cfg: Any) -> None:
         shutil.rmtree(out)
     if not marker.is_file():
         write_json_atomic(marker, fp)
+    mark_run_dir(out)  # the folder is this run's: rho.train may write into it (rho.train.rundir)
 
 
 def score(study: Study, scorer: str, *, batch_size: int = 16, backend: str = "torch") -> Path:

@@ -13,7 +13,8 @@ Public entry points::
 Modules: :mod:`~rho.train.config` (the validated config), :mod:`~rho.train.batches` (block order,
 aligned batches, rank slices), :mod:`~rho.train.objective` (token weights: CLM / SLM / reweight,
 micro or global selection scope), :mod:`~rho.train.distributed` (DDP/FSDP plumbing),
-:mod:`~rho.train.checkpoint` (atomic checkpoints and HF snapshots), :mod:`~rho.train.schedule`,
+:mod:`~rho.train.checkpoint` (atomic checkpoints and HF snapshots, loaded without code execution),
+:mod:`~rho.train.rundir` (which folders a run may write into; leftovers of killed saves), :mod:`~rho.train.schedule`,
 :mod:`~rho.train.metrics` (per-step log) and :mod:`~rho.train.loop` (the loop itself).
 """
 
@@ -36,6 +37,7 @@ _EXPORTS = {
     "train": "loop",
     "Objective": "objective",
     "StepSelector": "objective",
+    "RunDirError": "rundir",
 }
 
 
@@ -54,6 +56,7 @@ __all__ = [
     "DataError",
     "DistributedError",
     "Objective",
+    "RunDirError",
     "StepSelector",
     "TrainConfig",
     "TrainResult",

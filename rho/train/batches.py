@@ -60,6 +60,24 @@ class Batch:
         return int(self.input_ids.numel())
 
 
+def check_inputs(shard: TokenShard, model: torch.nn.Module, block_size: int) -> None:
+    """Refuse, before the first step, a shard or block size the model cannot read.
+
+    The shard's content must match its stored SHA-256 and every id must be below the model's
+    vocabulary (:meth:`TokenShard.verify`, one read of ``tokens.bin``); ``block_size`` must not
+    exceed the model's ``max_position_embeddings``.
+    """
+    config = getattr(model, "config", None)
+    max_pos = getattr(config, "max_position_embeddings", None)
+    if isinstance(max_pos, int) and block_size > max_pos:
+        raise DataError(
+            f"block_size {block_size} exceeds the model's max_position_embeddings ({max_pos}); "
+            f"use block_size <= {max_pos} (or a model with longer positions)"
+        )
+    vocab = getattr(config, "vocab_size", None)
+    shard.verify(vocab if isinstance(vocab, int) else None)
+
+
 class BlockOrder:
     """The seeded, epoch-reshuffled stream of block indices (see the module docstring)."""
 

@@ -53,10 +53,15 @@ class TrainerState:
 
 
 def rng_state() -> dict[str, Any]:
-    """Python, NumPy, torch CPU (and CUDA) random generator states."""
+    """Python, NumPy, torch CPU (and CUDA) random generator states, as tensors and plain values.
+
+    Only types that ``torch.load(weights_only=True)`` accepts (no NumPy arrays), so a checkpoint is
+    read without running pickle's arbitrary-object machinery.
+    """
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": (kind, torch.from_numpy(np.asarray(keys, dtype=np.int64)), pos, has_gauss, cached),
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -67,7 +72,10 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore states captured by :func:`rng_state`."""
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    if isinstance(keys, torch.Tensor):
+        keys = keys.numpy()
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -117,14 +125,75 @@ def load_checkpoint(out_dir: str | os.PathLike) -> Checkpoint:
             f"checkpoint {path} lacks {', '.join(missing)}; it was not written by rho.train: "
             "delete it (or use another out_dir) to start afresh"
         )
-    trainer = torch.load(path / "trainer.pt", map_location="cpu", weights_only=False)
+    trainer = safe_load(path / "trainer.pt", legacy_numpy=True)
+    counters, rng = _check_trainer(path / "trainer.pt", trainer)
     return Checkpoint(
-        model_state=torch.load(path / "model.pt", map_location="cpu", weights_only=True),
-        optimizer_state=torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True),
-        trainer=TrainerState(**trainer["trainer"]),
-        rng=trainer["rng"],
-        config=read_json(path / "state.json")["config"],
+        model_state=safe_load(path / "model.pt"),
+        optimizer_state=safe_load(path / "optimizer.pt"),
+        trainer=TrainerState(**counters),
+        rng=rng,
+        config=saved_config(out_dir),
     )
+
+
+def saved_config(out_dir: str | os.PathLike) -> dict[str, Any]:
+    """The run config stored in ``<out_dir>/ckpt/state.json`` (damage raises an error naming the file)."""
+    path = Path(out_dir) / CKPT_DIR / "state.json"
+    state = read_json(path)
+    if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
+        raise CheckpointError(f"{path} holds no run config; {_FIX}")
+    return state["config"]
+
+
+_FIX = "delete the run's ckpt/ folder (or use another out_dir) to start afresh"
+
+
+def _legacy_numpy_globals() -> list[Any]:
+    """The NumPy types that checkpoints written before the tensor-only RNG format hold (one array)."""
+    core = getattr(np, "_core", None) or np.core
+    return [core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+def safe_load(path: Path, legacy_numpy: bool = False) -> Any:
+    """``torch.load`` with ``weights_only=True``: tensors, containers and numbers only, never code.
+
+    ``legacy_numpy`` also admits exactly the NumPy array types of the former RNG format.  A file the
+    safe unpickler refuses (a crafted pickle) or cannot read (truncated) raises
+    :class:`CheckpointError` naming the file.
+    """
+    import pickle
+
+    try:
+        with torch.serialization.safe_globals(_legacy_numpy_globals() if legacy_numpy else []):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"{path} holds objects that a checkpoint never contains ({first[:300]}); it was not written by "
+            f"rho.train or has been tampered with, so it is refused without running it; {_FIX}"
+        ) from None
+    except (EOFError, RuntimeError, OSError, ValueError) as e:
+        raise CheckpointError(
+            f"{path} cannot be read ({type(e).__name__}: {e}); the file is damaged; {_FIX}"
+        ) from None
+
+
+def _check_trainer(path: Path, obj: Any) -> tuple[dict[str, int], dict[str, Any]]:
+    """The counters and RNG states of a loaded ``trainer.pt``, after checking their shape."""
+    fields = set(TrainerState().to_dict())
+    counters = obj.get("trainer") if isinstance(obj, dict) else None
+    rng = obj.get("rng") if isinstance(obj, dict) else None
+    if (
+        not isinstance(counters, dict)
+        or set(counters) != fields
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counters.values())
+    ):
+        raise CheckpointError(
+            f"{path} does not hold the trainer counters ({', '.join(sorted(fields))}); {_FIX}"
+        )
+    if not isinstance(rng, dict) or not {"python", "numpy", "torch"} <= set(rng):
+        raise CheckpointError(f"{path} does not hold the random generator states; {_FIX}")
+    return counters, rng
 
 
 def save_hf_model(

@@ -37,7 +37,8 @@ from rho.loss import selected_loss_sum, token_loss
 from rho.models import ModelError, build_model, check_vocab, count_parameters, is_preset, preset_config
 from rho.scoring import ReferenceScores, load_scores
 from rho.train import checkpoint as ckpt_io
-from rho.train.batches import Batch, BatchLoader
+from rho.train import rundir
+from rho.train.batches import Batch, BatchLoader, check_inputs
 from rho.train.config import ConfigError, TrainConfig
 from rho.train.distributed import (
     DistContext,
@@ -104,12 +105,17 @@ def train(config: TrainConfig | dict[str, Any]) -> TrainResult:
 
 def _train(cfg: TrainConfig, ctx: DistContext) -> TrainResult:
     out = Path(cfg.out_dir)
+    rundir.check_out_dir(cfg)  # only a new/empty folder or this trainer's own run directory
+    if ctx.is_main:
+        rundir.clean_stale(out)  # leftovers of a killed save
+    barrier(ctx)
     torch.manual_seed(cfg.seed)
 
     # ---------------------------------------------------------------- 1. inputs, checked up front
     shard = TokenShard.open(cfg.train_shard)
     tokenizer = load_tokenizer(cfg, shard)
     model = load_model(cfg, shard)
+    check_inputs(shard, model, cfg.block_size)
     scores = load_reference_scores(cfg, shard, model)
     loader = BatchLoader(
         shard,
@@ -150,6 +156,7 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> TrainResult:
     resumed_from = state.step if checkpoint is not None else None
     log = JsonlLog(out / "log.jsonl")
     if ctx.is_main:
+        rundir.mark(out)
         write_json_atomic(out / "config.json", cfg.to_dict())
         log.truncate_after(state.step)
     run_info = {"config": cfg.to_dict(), "n_params": count_parameters(unwrap(model))}
@@ -350,7 +357,7 @@ def find_checkpoint(cfg: TrainConfig, out: Path) -> ckpt_io.Checkpoint | None:
             f"{out} already holds a checkpoint and resume=false; use another out_dir (or delete {out}) "
             "rather than overwrite a run"
         )
-    saved = read_json(out / ckpt_io.CKPT_DIR / "state.json")["config"]
+    saved = ckpt_io.saved_config(out)
     diff = cfg.diff(saved)
     if diff:
         shown = ", ".join(f"{k}: now {a!r}, checkpoint {b!r}" for k, (a, b) in diff.items())

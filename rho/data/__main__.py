@@ -2,7 +2,7 @@
 
 python -m rho.data build --profile mini --out data/mini --seed 0
 python -m rho.data build-hub --out data/paper [--source owm=PATH ...] [--limit owm=N ...]
-python -m rho.data tokenize --source owm --tokenizer TinyLlama/TinyLlama_v1.1 --out data/paper/shards/owm
+python -m rho.data tokenize --source owm --tokenizer TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T --out data/paper/shards/owm
 python -m rho.data tokenize --mix slimpajama:6,starcoderdata:3,owm:1 --total-tokens 1e9 --tokenizer ... --out ...
 python -m rho.data stats data/mini
 """

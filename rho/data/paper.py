@@ -2,7 +2,7 @@
 
 :func:`build_hub_data` writes, into ``out_dir`` (the study reads ``data/paper/``)::
 
-    tokenizer/            the profile's pretrained tokenizer (TinyLlama/TinyLlama_v1.1), save_pretrained
+    tokenizer/            the profile's pretrained tokenizer (TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T), save_pretrained
     shards/owm/           OpenWebMath, without its first ``val_docs`` documents
     shards/owm_val/       the first ``val_docs`` OpenWebMath documents (held out: token dynamics)
     shards/ppile/         Proof-Pile-2 (self-reference, paper Sec. 3.4)
@@ -22,8 +22,10 @@ Crawl), so reference-model results are not the paper's.  Pass ``sources={"ref": 
 Sources: every corpus reads :data:`rho.data.sources.PAPER_CORPORA` (streaming) unless
 ``sources`` overrides it by key (:data:`SOURCE_KEYS`: ``owm``, ``ppile``, ``ref``, and the
 general mix's ``slimpajama`` and ``starcoderdata``) with a paper corpus name, ``hf:<hub name>``,
-a bare hub name ``owner/name`` (if no such local path exists), a local path (``.jsonl``,
-``.parquet``, ``.txt`` folder, ``save_to_disk`` folder), a dict of
+a bare hub name ``owner/name`` (if no such local path exists), a local copy of the corpus in
+its hub layout (a folder holding its ``data_files``, e.g. ``arxiv/train/*.jsonl.zst``: read exactly
+as the hub is, with that folder as ``root``), another local path (``.jsonl``, ``.parquet``,
+``.txt`` folder, ``save_to_disk`` folder), a dict of
 :class:`~rho.data.sources.SourceSpec` fields or a ``SourceSpec``.  A string override keeps the
 corpus's real text column (StarCoderData: ``content``).  The general mix's OpenWebMath part is the
 ``owm`` source, held-out documents skipped.
@@ -122,6 +124,8 @@ def _resolve(key: str, value: str | os.PathLike | dict | SourceSpec, default: So
         return PAPER_CORPORA[text]
     if text.startswith("hf:"):
         return SourceSpec("hf", text[3:], default.text_column)
+    if _is_copy_of(Path(text), default):
+        return replace(default, root=text)
     if Path(text).exists():
         return SourceSpec("local", text, default.text_column)
     if _HUB_NAME.match(text):
@@ -130,6 +134,17 @@ def _resolve(key: str, value: str | os.PathLike | dict | SourceSpec, default: So
         f"sources[{key!r}] = {text!r} is not a paper corpus name ({sorted(PAPER_CORPORA)}), not "
         "'hf:<hub name>' or 'owner/name', and not an existing local path; fix it"
     )
+
+
+def _is_copy_of(path: Path, spec: SourceSpec) -> bool:
+    """Whether a local folder holds ``spec``'s files in the hub layout (then it is read as its root)."""
+    if not path.is_dir() or spec.data_files is None:
+        return False
+    if spec.parts and spec.parts != ("*",):
+        patterns = [spec.data_files.replace("{part}", p) for p in spec.parts]
+    else:
+        patterns = [spec.data_files.replace("{part}", "*")]
+    return all(any(path.glob(p)) for p in patterns)
 
 
 def _parse_limits(limits: Mapping[str, Any] | None) -> dict[str, dict[str, int]]:
@@ -277,6 +292,11 @@ def build_hub_data(
     if not overwrite:
         _check_existing(out, fingerprint)
 
+    backend = tok.backend_tokenizer
+
+    def count(text: str) -> int:
+        return len(backend.encode(text, add_special_tokens=False).ids)
+
     # probe every source (raises SourceError / EmptySourceError before anything is written)
     owm_head = list(itertools.islice(iter_documents(specs["owm"]), val_docs + 1))
     if len(owm_head) <= val_docs:
@@ -285,14 +305,9 @@ def build_hub_data(
             "would leave none for owm: lower val_docs or use a larger source"
         )
     for key in ("ppile", "ref", "slimpajama", "starcoderdata"):
-        probe = iter_documents(specs[key])
+        probe = iter_documents(specs[key], count)
         if hasattr(probe, "close"):
             probe.close()
-
-    backend = tok.backend_tokenizer
-
-    def count(text: str) -> int:
-        return len(backend.encode(text, add_special_tokens=False).ids)
 
     def owm_train() -> Iterator[dict]:
         return itertools.islice(iter_documents(specs["owm"]), val_docs, None)
@@ -303,8 +318,8 @@ def build_hub_data(
 
     def general() -> Iterator[dict]:
         src = {
-            "slimpajama": iter_documents(specs["slimpajama"]),
-            "starcoderdata": iter_documents(specs["starcoderdata"]),
+            "slimpajama": iter_documents(specs["slimpajama"], count),
+            "starcoderdata": iter_documents(specs["starcoderdata"], count),
             "owm": owm_train(),
         }
         mixed: Iterable[dict] = mix_by_tokens(src, prof.general_mix, count, gen_limit["tokens"])
@@ -318,7 +333,7 @@ def build_hub_data(
     streams: dict[str, Callable[[], Iterable[dict]]] = {
         "owm_val": lambda: iter(owm_head[:val_docs]),
         "owm": lambda: _cap(owm_train(), caps.get("owm", {}), count),
-        "ppile": lambda: _cap(iter_documents(specs["ppile"]), caps.get("ppile", {}), count),
+        "ppile": lambda: _cap(iter_documents(specs["ppile"], count), caps.get("ppile", {}), count),
         "general": general,
         "ref": lambda: _cap(iter_documents(specs["ref"]), caps.get("ref", {}), count),
     }

@@ -112,7 +112,7 @@ PROFILES: dict[str, DataProfile] = {
     "paper": DataProfile(
         "paper",
         n_shots=4,
-        tokenizer="TinyLlama/TinyLlama_v1.1",
+        tokenizer="TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T",
         block_size=2048,
         general_mix=dict(PAPER_GENERAL_MIX),
         num_proc=16,

@@ -306,3 +306,38 @@ def test_build_hub_data_reads_local_copies_in_hub_layout(ppile, starcoder, tmp_p
     assert all(v > 0 for v in c["general"]["mix_tokens"].values())
     assert c["owm"]["n_docs"] == 25 and c["owm_val"]["n_docs"] == 5
     assert TokenShard.open(tmp_path / "out" / "shards" / "ppile").n_tokens >= 3000
+
+
+def test_paper_7b_builds_only_owm_and_ref(tmp_path):
+    """``paper_7b`` (hub_shards): owm_val, owm and ref only; the other corpora are not even probed (offline)."""
+    from rho.data.paper import build_hub_data
+    from rho.data.tokenizer import train_bpe_tokenizer
+
+    owm = tmp_path / "owm"
+    _write_parquet(
+        owm / "data" / "train-00000-of-00114-a1b2.parquet",
+        [
+            {"url": f"u{i}", "text": f"math page {i}: x = {i}", "date": "2023", "metadata": "{}"}
+            for i in range(12)
+        ],
+    )
+    (tmp_path / "ref.jsonl").write_text(
+        "".join(json.dumps({"text": f"q {i} = {i}"}) + "\n" for i in range(5))
+    )
+    train_bpe_tokenizer(["math page x = 1", "q 1 = 1"] * 20, 300, tmp_path / "tok")
+    m = build_hub_data(
+        tmp_path / "out",
+        "paper_7b",
+        sources={"owm": str(owm), "ref": str(tmp_path / "ref.jsonl")},
+        val_docs=4,
+        tokenizer=str(tmp_path / "tok"),
+        num_proc=1,
+        progress=False,
+    )
+    assert set(m["corpora"]) == {"owm_val", "owm", "ref"}
+    assert json.loads((tmp_path / "out" / "world.json").read_text())["profile"]["hub_shards"] == [
+        "owm_val",
+        "owm",
+        "ref",
+    ]
+    assert sorted(p.name for p in (tmp_path / "out" / "shards").iterdir()) == ["owm", "owm_val", "ref"]

@@ -2,13 +2,17 @@
 
 :func:`build_hub_data` writes, into ``out_dir`` (the study reads ``data/paper/``)::
 
-    tokenizer/            the profile's pretrained tokenizer (TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T), save_pretrained
+    tokenizer/            the profile's pretrained tokenizer (save_pretrained): paper's TinyLlama,
+                          paper_7b's Mistral-7B
     shards/owm/           OpenWebMath, without its first ``val_docs`` documents
     shards/owm_val/       the first ``val_docs`` OpenWebMath documents (held out: token dynamics)
     shards/ppile/         Proof-Pile-2 (self-reference, paper Sec. 3.4)
     shards/general/       SlimPajama : StarCoderData : OpenWebMath = 6 : 3 : 1 by tokens
     shards/ref/           the reference-model corpus (see the SUBSTITUTION note below)
     world.json            manifest: profile, seed, versions, sources, limits, counts, hashes, tokenizer
+
+A profile's ``hub_shards`` limits the build to some of these (``paper_7b``: owm_val, owm, ref);
+the sources of the others are then neither probed nor read.
 
 **SUBSTITUTION (reference corpus).** The paper trains its reference model on a curated
 0.5B-token set of high-quality math (synthetic and human-labelled) that is *not public*.  The
@@ -272,6 +276,14 @@ def build_hub_data(
             f"unknown corpus {unknown} in sources; sources may override {list(SOURCE_KEYS)} "
             "(owm_val comes from owm, general from slimpajama/starcoderdata/owm)"
         )
+    chosen = set(prof.hub_shards or CORPORA)
+    if chosen - set(CORPORA) or not {"owm_val", "owm"} <= chosen:
+        raise HubDataError(
+            f"profile {prof.name!r} hub_shards {prof.hub_shards} must be among {CORPORA} and include owm_val and owm"
+        )
+    wanted = tuple(c for c in CORPORA if c in chosen)
+    needs = {"ppile": "ppile" in wanted, "ref": "ref" in wanted}
+    needs["slimpajama"] = needs["starcoderdata"] = "general" in wanted
     caps = _parse_limits(limits)
     tok_name = str(tokenizer) if tokenizer is not None else prof.tokenizer
     if not tok_name:
@@ -304,7 +316,7 @@ def build_hub_data(
             f"the owm source {specs['owm'].name!r} has only {len(owm_head)} documents; val_docs={val_docs} "
             "would leave none for owm: lower val_docs or use a larger source"
         )
-    for key in ("ppile", "ref", "slimpajama", "starcoderdata"):
+    for key in (k for k in ("ppile", "ref", "slimpajama", "starcoderdata") if needs[k]):
         probe = iter_documents(specs[key], count)
         if hasattr(probe, "close"):
             probe.close()
@@ -360,7 +372,7 @@ def build_hub_data(
     stage = Path(tempfile.mkdtemp(prefix=".build-hub-", dir=out))
     try:
         tok.save_pretrained(stage / "tokenizer")
-        for name in CORPORA:
+        for name in wanted:
             shard = tokenize_documents(
                 streams[name](),
                 tok,
@@ -383,9 +395,10 @@ def build_hub_data(
             }
             timings[name] = round(time.time() - t0, 2)
         bar.close()
-        corpora["general"]["mix_tokens"] = dict(mix_tokens)
+        if "general" in corpora:
+            corpora["general"]["mix_tokens"] = dict(mix_tokens)
         # every shard is complete: move them (and the tokenizer) into place
-        for name in CORPORA:
+        for name in wanted:
             with atomic_dir(out / "shards" / name) as tmp:
                 tmp.rmdir()
                 os.replace(stage / "shards" / name, tmp)

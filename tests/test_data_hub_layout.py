@@ -24,10 +24,7 @@ from rho.data.sources import (
     source_parts,
 )
 
-zstandard = pytest.importorskip(
-    "zstandard",
-    reason="zstandard is not installed: the .jsonl.zst corpora (Proof-Pile-2, SlimPajama) need it",
-)
+ZSTD_MISSING = "zstandard is not installed: the .jsonl.zst corpora (Proof-Pile-2, SlimPajama) need it"
 
 
 def _words(text: str) -> int:
@@ -35,6 +32,7 @@ def _words(text: str) -> int:
 
 
 def _write_zst(path: Path, rows: list[dict]) -> None:
+    zstandard = pytest.importorskip("zstandard", reason=ZSTD_MISSING)
     path.parent.mkdir(parents=True, exist_ok=True)
     raw = "".join(json.dumps(r) + "\n" for r in rows).encode()
     path.write_bytes(zstandard.ZstdCompressor().compress(raw))
@@ -243,12 +241,12 @@ def test_bad_layout_specs_are_refused():
     assert SourceSpec("hf", "x/y", data_files="{part}/*", parts=["a"]).parts == ("a",)  # from YAML lists
 
 
-def test_missing_zstandard_is_named(ppile, monkeypatch):
+def test_missing_zstandard_is_named(tmp_path, monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "zstandard", None)  # import zstandard now raises ImportError
     with pytest.raises(SourceError, match="install the `zstandard` package"):
-        iter_documents(replace(PAPER_CORPORA["proof_pile_2"], root=str(ppile)))
+        iter_documents(replace(PAPER_CORPORA["proof_pile_2"], root=str(tmp_path)))
 
 
 def test_no_test_reaches_the_hub():

@@ -132,18 +132,22 @@ def main(argv: list[str] | None = None) -> int:
         return replace(sp, **changes) if changes else sp
 
     tok = load_tokenizer(args.tokenizer)
+    backend = tok.backend_tokenizer
+
+    def count(text: str) -> int:  # tokens: also how a source mixes its folders (Proof-Pile-2)
+        return len(backend.encode(text, add_special_tokens=False).ids)
+
     if args.source:
-        docs = iter_documents(spec(args.source))
+        docs = iter_documents(spec(args.source), count)
         described = {"source": args.source}
     else:
         weights = _parse_mix(args.mix)
         if args.total_tokens is None:
             raise SystemExit("--mix needs --total-tokens")
-        backend = tok.backend_tokenizer
         docs = mix_by_tokens(
-            {n: iter_documents(spec(n)) for n in weights},
+            {n: iter_documents(spec(n), count) for n in weights},
             weights,
-            lambda x: len(backend.encode(x, add_special_tokens=False).ids),
+            count,
             int(args.total_tokens),
         )
         described = {"mix": weights, "total_tokens": int(args.total_tokens)}

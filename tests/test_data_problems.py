@@ -90,7 +90,7 @@ def test_noise_kinds_and_page_spans():
 
 
 def test_profiles_are_valid_and_bad_input_is_refused(tmp_path):
-    assert set(PROFILES) == {"smoke", "mini", "gpu", "paper"}
+    assert set(PROFILES) == {"smoke", "mini", "gpu", "paper", "paper_7b"}
     smoke, mini, gpu = PROFILES["smoke"], PROFILES["mini"], PROFILES["gpu"]
     assert smoke.owm_docs < mini.owm_docs < gpu.owm_docs and 2048 <= mini.vocab_size <= 4096
     assert gpu.general_tokens >= 10 * mini.general_tokens and gpu.n_test >= 500 and 100 <= mini.n_test <= 200

@@ -72,7 +72,7 @@ def test_learning_rates_come_from_the_profile():
 
 def test_paper_profile_continues_the_released_model():
     study = Study.load(ROOT / "params.yaml", profile="paper")
-    assert study.final_model("base") == "TinyLlama/TinyLlama_v1.1"
+    assert study.final_model("base") == "TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T"
     with pytest.raises(StudyError, match="released base model"):
         study.train_config("base")
 

@@ -2,7 +2,7 @@
 
 python -m rho.data build --profile mini --out data/mini --seed 0
 python -m rho.data build-hub --out data/paper [--source owm=PATH ...] [--limit owm=N ...]
-python -m rho.data tokenize --source owm --tokenizer TinyLlama/TinyLlama_v1.1 --out data/paper/shards/owm
+python -m rho.data tokenize --source owm --tokenizer TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T --out data/paper/shards/owm
 python -m rho.data tokenize --mix slimpajama:6,starcoderdata:3,owm:1 --total-tokens 1e9 --tokenizer ... --out ...
 python -m rho.data stats data/mini
 """
@@ -144,18 +144,22 @@ def main(argv: list[str] | None = None) -> int:
         return replace(sp, **changes) if changes else sp
 
     tok = load_tokenizer(args.tokenizer)
+    backend = tok.backend_tokenizer
+
+    def count(text: str) -> int:  # tokens: also how a source mixes its folders (Proof-Pile-2)
+        return len(backend.encode(text, add_special_tokens=False).ids)
+
     if args.source:
-        docs = iter_documents(spec(args.source))
+        docs = iter_documents(spec(args.source), count)
         described = {"source": args.source}
     else:
         weights = _parse_mix(args.mix)
         if args.total_tokens is None:
             raise SystemExit("--mix needs --total-tokens")
-        backend = tok.backend_tokenizer
         docs = mix_by_tokens(
-            {n: iter_documents(spec(n)) for n in weights},
+            {n: iter_documents(spec(n), count) for n in weights},
             weights,
-            lambda x: len(backend.encode(x, add_special_tokens=False).ids),
+            count,
             int(args.total_tokens),
         )
         described = {"mix": weights, "total_tokens": int(args.total_tokens)}

@@ -2,13 +2,17 @@
 
 :func:`build_hub_data` writes, into ``out_dir`` (the study reads ``data/paper/``)::
 
-    tokenizer/            the profile's pretrained tokenizer (TinyLlama/TinyLlama_v1.1), save_pretrained
+    tokenizer/            the profile's pretrained tokenizer (save_pretrained): paper's TinyLlama,
+                          paper_7b's Mistral-7B
     shards/owm/           OpenWebMath, without its first ``val_docs`` documents
     shards/owm_val/       the first ``val_docs`` OpenWebMath documents (held out: token dynamics)
     shards/ppile/         Proof-Pile-2 (self-reference, paper Sec. 3.4)
     shards/general/       SlimPajama : StarCoderData : OpenWebMath = 6 : 3 : 1 by tokens
     shards/ref/           the reference-model corpus (see the SUBSTITUTION note below)
     world.json            manifest: profile, seed, versions, sources, limits, counts, hashes, tokenizer
+
+A profile's ``hub_shards`` limits the build to some of these (``paper_7b``: owm_val, owm, ref);
+the sources of the others are then neither probed nor read.
 
 **SUBSTITUTION (reference corpus).** The paper trains its reference model on a curated
 0.5B-token set of high-quality math (synthetic and human-labelled) that is *not public*.  The
@@ -22,8 +26,10 @@ Crawl), so reference-model results are not the paper's.  Pass ``sources={"ref": 
 Sources: every corpus reads :data:`rho.data.sources.PAPER_CORPORA` (streaming) unless
 ``sources`` overrides it by key (:data:`SOURCE_KEYS`: ``owm``, ``ppile``, ``ref``, and the
 general mix's ``slimpajama`` and ``starcoderdata``) with a paper corpus name, ``hf:<hub name>``,
-a bare hub name ``owner/name`` (if no such local path exists), a local path (``.jsonl``,
-``.parquet``, ``.txt`` folder, ``save_to_disk`` folder), a dict of
+a bare hub name ``owner/name`` (if no such local path exists), a local copy of the corpus in
+its hub layout (a folder holding its ``data_files``, e.g. ``arxiv/train/*.jsonl.zst``: read exactly
+as the hub is, with that folder as ``root``), another local path (``.jsonl``, ``.parquet``,
+``.txt`` folder, ``save_to_disk`` folder), a dict of
 :class:`~rho.data.sources.SourceSpec` fields or a ``SourceSpec``.  A string override keeps the
 corpus's real text column (StarCoderData: ``content``).  The general mix's OpenWebMath part is the
 ``owm`` source, held-out documents skipped.
@@ -122,6 +128,8 @@ def _resolve(key: str, value: str | os.PathLike | dict | SourceSpec, default: So
         return PAPER_CORPORA[text]
     if text.startswith("hf:"):
         return SourceSpec("hf", text[3:], default.text_column)
+    if _is_copy_of(Path(text), default):
+        return replace(default, root=text)
     if Path(text).exists():
         return SourceSpec("local", text, default.text_column)
     if _HUB_NAME.match(text):
@@ -130,6 +138,17 @@ def _resolve(key: str, value: str | os.PathLike | dict | SourceSpec, default: So
         f"sources[{key!r}] = {text!r} is not a paper corpus name ({sorted(PAPER_CORPORA)}), not "
         "'hf:<hub name>' or 'owner/name', and not an existing local path; fix it"
     )
+
+
+def _is_copy_of(path: Path, spec: SourceSpec) -> bool:
+    """Whether a local folder holds ``spec``'s files in the hub layout (then it is read as its root)."""
+    if not path.is_dir() or spec.data_files is None:
+        return False
+    if spec.parts and spec.parts != ("*",):
+        patterns = [spec.data_files.replace("{part}", p) for p in spec.parts]
+    else:
+        patterns = [spec.data_files.replace("{part}", "*")]
+    return all(any(path.glob(p)) for p in patterns)
 
 
 def _parse_limits(limits: Mapping[str, Any] | None) -> dict[str, dict[str, int]]:
@@ -257,6 +276,14 @@ def build_hub_data(
             f"unknown corpus {unknown} in sources; sources may override {list(SOURCE_KEYS)} "
             "(owm_val comes from owm, general from slimpajama/starcoderdata/owm)"
         )
+    chosen = set(prof.hub_shards or CORPORA)
+    if chosen - set(CORPORA) or not {"owm_val", "owm"} <= chosen:
+        raise HubDataError(
+            f"profile {prof.name!r} hub_shards {prof.hub_shards} must be among {CORPORA} and include owm_val and owm"
+        )
+    wanted = tuple(c for c in CORPORA if c in chosen)
+    needs = {"ppile": "ppile" in wanted, "ref": "ref" in wanted}
+    needs["slimpajama"] = needs["starcoderdata"] = "general" in wanted
     caps = _parse_limits(limits)
     tok_name = str(tokenizer) if tokenizer is not None else prof.tokenizer
     if not tok_name:
@@ -277,6 +304,11 @@ def build_hub_data(
     if not overwrite:
         _check_existing(out, fingerprint)
 
+    backend = tok.backend_tokenizer
+
+    def count(text: str) -> int:
+        return len(backend.encode(text, add_special_tokens=False).ids)
+
     # probe every source (raises SourceError / EmptySourceError before anything is written)
     owm_head = list(itertools.islice(iter_documents(specs["owm"]), val_docs + 1))
     if len(owm_head) <= val_docs:
@@ -284,15 +316,10 @@ def build_hub_data(
             f"the owm source {specs['owm'].name!r} has only {len(owm_head)} documents; val_docs={val_docs} "
             "would leave none for owm: lower val_docs or use a larger source"
         )
-    for key in ("ppile", "ref", "slimpajama", "starcoderdata"):
-        probe = iter_documents(specs[key])
+    for key in (k for k in ("ppile", "ref", "slimpajama", "starcoderdata") if needs[k]):
+        probe = iter_documents(specs[key], count)
         if hasattr(probe, "close"):
             probe.close()
-
-    backend = tok.backend_tokenizer
-
-    def count(text: str) -> int:
-        return len(backend.encode(text, add_special_tokens=False).ids)
 
     def owm_train() -> Iterator[dict]:
         return itertools.islice(iter_documents(specs["owm"]), val_docs, None)
@@ -303,8 +330,8 @@ def build_hub_data(
 
     def general() -> Iterator[dict]:
         src = {
-            "slimpajama": iter_documents(specs["slimpajama"]),
-            "starcoderdata": iter_documents(specs["starcoderdata"]),
+            "slimpajama": iter_documents(specs["slimpajama"], count),
+            "starcoderdata": iter_documents(specs["starcoderdata"], count),
             "owm": owm_train(),
         }
         mixed: Iterable[dict] = mix_by_tokens(src, prof.general_mix, count, gen_limit["tokens"])
@@ -318,7 +345,7 @@ def build_hub_data(
     streams: dict[str, Callable[[], Iterable[dict]]] = {
         "owm_val": lambda: iter(owm_head[:val_docs]),
         "owm": lambda: _cap(owm_train(), caps.get("owm", {}), count),
-        "ppile": lambda: _cap(iter_documents(specs["ppile"]), caps.get("ppile", {}), count),
+        "ppile": lambda: _cap(iter_documents(specs["ppile"], count), caps.get("ppile", {}), count),
         "general": general,
         "ref": lambda: _cap(iter_documents(specs["ref"]), caps.get("ref", {}), count),
     }
@@ -345,7 +372,7 @@ def build_hub_data(
     stage = Path(tempfile.mkdtemp(prefix=".build-hub-", dir=out))
     try:
         tok.save_pretrained(stage / "tokenizer")
-        for name in CORPORA:
+        for name in wanted:
             shard = tokenize_documents(
                 streams[name](),
                 tok,
@@ -368,9 +395,10 @@ def build_hub_data(
             }
             timings[name] = round(time.time() - t0, 2)
         bar.close()
-        corpora["general"]["mix_tokens"] = dict(mix_tokens)
+        if "general" in corpora:
+            corpora["general"]["mix_tokens"] = dict(mix_tokens)
         # every shard is complete: move them (and the tokenizer) into place
-        for name in CORPORA:
+        for name in wanted:
             with atomic_dir(out / "shards" / name) as tmp:
                 tmp.rmdir()
                 os.replace(stage / "shards" / name, tmp)

@@ -2,7 +2,8 @@
 
 ``smoke`` builds in seconds (tests), ``mini`` is the default study (whole study < 1 hour on
 2 CPU cores), ``gpu`` is sized for one GPU and ~100M-parameter models, ``paper`` points at the
-hub corpora and the TinyLlama tokenizer.
+hub corpora and the TinyLlama tokenizer, and ``paper_7b`` is the same corpora tokenized for
+Mistral-7B (the paper's 7B math rows need only OpenWebMath and the reference corpus).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class DataProfile:
     tokenizer: str | None = None  # hub name / folder of a pretrained tokenizer; None: train a BPE
     block_size: int = 256
     hub_corpora: dict[str, Any] = field(default_factory=dict)
+    hub_shards: tuple[str, ...] | None = None  # shards a hub profile builds (None: all of them)
 
     @property
     def is_miniature(self) -> bool:
@@ -49,11 +51,13 @@ class DataProfile:
         return not self.hub_corpora
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable view."""
+        """A JSON-serialisable view (``hub_shards`` only when set: miniature manifests stay as they were)."""
         d = asdict(self)
         d["hub_corpora"] = {
             k: asdict(v) if hasattr(v, "__dataclass_fields__") else v for k, v in self.hub_corpora.items()
         }
+        if d["hub_shards"] is None:
+            del d["hub_shards"]
         return d
 
 
@@ -112,11 +116,21 @@ PROFILES: dict[str, DataProfile] = {
     "paper": DataProfile(
         "paper",
         n_shots=4,
-        tokenizer="TinyLlama/TinyLlama_v1.1",
+        tokenizer="TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T",
         block_size=2048,
         general_mix=dict(PAPER_GENERAL_MIX),
         num_proc=16,
         hub_corpora={k: v for k, v in PAPER_CORPORA.items()},
+    ),
+    "paper_7b": DataProfile(
+        "paper_7b",
+        n_shots=4,
+        tokenizer="mistralai/Mistral-7B-v0.1",
+        block_size=4096,
+        general_mix=dict(PAPER_GENERAL_MIX),
+        num_proc=16,
+        hub_corpora={k: v for k, v in PAPER_CORPORA.items()},
+        hub_shards=("owm_val", "owm", "ref"),
     ),
 }
 

@@ -2,9 +2,16 @@
 
 A source yields documents ``{"text": str, "spans": list | None, "source": str}``.
 
-* ``hf``: ``datasets.load_dataset(name, config, split=..., streaming=...)``: a hub name (the
-  paper's corpora, :data:`PAPER_CORPORA`) or a local dataset folder in hub layout (parquet /
-  jsonl files), which is how the hub path is tested offline;
+* ``hf``: ``datasets.load_dataset(name, config, split=..., streaming=...)``: a hub name or a local
+  dataset folder in hub layout (parquet / jsonl files).  With ``data_files`` set, the files
+  ``<root>/<data_files>`` are read by the packaged ``builder`` (``json`` reads ``.jsonl.zst``
+  through ``zstandard``; ``parquet``) instead, where ``root`` is ``hf://datasets/<name>`` on the
+  hub or a local copy in the same layout (a mirror, or the tests' files): the same code reads both.
+  This is how the paper's corpora (:data:`PAPER_CORPORA`) load with ``datasets`` >= 4, which no
+  longer runs loading scripts.  A ``data_files`` pattern with ``{part}`` is read once per folder of
+  ``parts`` (a ``data_dir`` each; ``("*",)``: every folder of the root but ``exclude_parts``) and
+  the folders are mixed by tokens (:func:`mix_by_tokens`) in proportion to ``weights`` (default:
+  each folder's size in bytes, the corpus's own proportions);
 * ``local``: a ``.jsonl``/``.json``/``.parquet``/``.txt`` file, a folder of such files (a folder
   of ``.txt`` files is one document per file), or a ``datasets.save_to_disk`` folder;
 * ``miniature``: a corpus of a built miniature world (``<world>/raw/<name>.jsonl``), spans kept.
@@ -20,6 +27,9 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+#: Packaged ``datasets`` builders a ``data_files`` source may use.
+BUILDERS = ("json", "parquet")
 
 
 class SourceError(ValueError):
@@ -45,20 +55,94 @@ class SourceSpec:
     config: str | None = None
     streaming: bool = True
     limit: int | None = None
+    #: glob under the dataset root read by ``builder`` (``{part}``: once per folder of ``parts``)
+    data_files: str | None = None
+    builder: str = "json"
+    #: folders (``data_dir``) read separately and mixed by tokens; ``("*",)``: every folder
+    parts: tuple[str, ...] | None = None
+    #: token weights of ``parts`` (None: each folder's size in bytes)
+    weights: tuple[float, ...] | None = None
+    #: folders left out when ``parts`` is ``("*",)`` (e.g. StarCoderData's non-code folders)
+    exclude_parts: tuple[str, ...] = ()
+    #: where ``data_files`` are looked up: None is ``hf://datasets/<name>``; or a local copy
+    root: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("hf", "local", "miniature"):
             raise SourceError(f"unknown source kind {self.kind!r}; use 'hf', 'local' or 'miniature'")
         if self.limit is not None and self.limit < 1:
             raise SourceError(f"limit must be >= 1 or None, got {self.limit}")
+        for key in ("parts", "weights", "exclude_parts"):  # lists (YAML, JSON) become tuples
+            val = getattr(self, key)
+            if isinstance(val, list):
+                object.__setattr__(self, key, tuple(val))
+        if self.builder not in BUILDERS:
+            raise SourceError(f"builder {self.builder!r} is not one of {BUILDERS}; set builder")
+        has_part = self.data_files is not None and "{part}" in self.data_files
+        if has_part != bool(self.parts):
+            raise SourceError(
+                f"source {self.name!r}: a data_files pattern with '{{part}}' needs parts, and parts need such "
+                f"a pattern (data_files={self.data_files!r}, parts={self.parts!r}); set both or neither"
+            )
+        if self.data_files is not None and self.kind != "hf":
+            raise SourceError(f"data_files apply to kind 'hf' only, not {self.kind!r}")
+        if self.weights is not None:
+            if not self.parts or self.parts == ("*",) or len(self.weights) != len(self.parts):
+                raise SourceError(
+                    f"source {self.name!r}: weights {self.weights} need one weight per named part {self.parts}"
+                )
+            if any(not w > 0 for w in self.weights):
+                raise SourceError(f"source {self.name!r}: weights must be positive, got {self.weights}")
+
+    @property
+    def data_root(self) -> str:
+        """Where ``data_files`` are found: ``root``, else the dataset on the hub."""
+        return (self.root or f"hf://datasets/{self.name}").rstrip("/")
 
 
-#: The paper's corpora on the Hugging Face hub, with their real text columns.
+#: Proof-Pile-2's subsets with their sizes in billions of tokens (its dataset card; Llemma paper):
+#: the ``weights`` of its mix (its ``default`` config streams arXiv first).
+PROOF_PILE_2_SUBSETS: dict[str, float] = {"arxiv": 29.0, "open-web-math": 15.0, "algebraic-stack": 11.0}
+#: StarCoderData's folders that are not source files of one language (other schemas).
+STARCODER_NON_CODE: tuple[str, ...] = (
+    "git-commits-cleaned",
+    "github-issues-filtered-structured",
+    "jupyter-scripts-dedup-filtered",
+    "jupyter-structured-clean-dedup",
+)
+#: The paper's corpora on the Hugging Face hub, with their real layouts and text columns.  Each is
+#: read from its files (``data_files``) under ``hf://datasets/<name>``; ``root=`` points one at
+#: a local copy in the same layout.
 PAPER_CORPORA: dict[str, SourceSpec] = {
-    "owm": SourceSpec("hf", "open-web-math/open-web-math", "text"),
-    "slimpajama": SourceSpec("hf", "cerebras/SlimPajama-627B", "text"),
-    "starcoderdata": SourceSpec("hf", "bigcode/starcoderdata", "content"),
-    "proof_pile_2": SourceSpec("hf", "EleutherAI/proof-pile-2", "text", config="default"),
+    # parquet shards data/train-000NN-of-00114-*.parquet; columns url, text, date, metadata
+    "owm": SourceSpec(
+        "hf", "open-web-math/open-web-math", "text", data_files="data/train-*.parquet", builder="parquet"
+    ),
+    # train/chunk1..10/example_train_N.jsonl.zst; fields text, meta.redpajama_set_name
+    "slimpajama": SourceSpec(
+        "hf", "cerebras/SlimPajama-627B", "text", data_files="train/chunk*/*.jsonl.zst", builder="json"
+    ),
+    # gated; one folder per language (<lang>/train-*.parquet; columns max_stars_repo_path,
+    # max_stars_repo_name, max_stars_count, id, content), mixed by folder size; non-code folders out
+    "starcoderdata": SourceSpec(
+        "hf",
+        "bigcode/starcoderdata",
+        "content",
+        data_files="{part}/*.parquet",
+        builder="parquet",
+        parts=("*",),
+        exclude_parts=STARCODER_NON_CODE,
+    ),
+    # <subset>/train/*.jsonl.zst; fields text, meta; subsets mixed by tokens 29 : 15 : 11
+    "proof_pile_2": SourceSpec(
+        "hf",
+        "EleutherAI/proof-pile-2",
+        "text",
+        data_files="{part}/train/*.jsonl.zst",
+        builder="json",
+        parts=tuple(PROOF_PILE_2_SUBSETS),
+        weights=tuple(PROOF_PILE_2_SUBSETS.values()),
+    ),
 }
 #: The paper's general-pretraining mix, weights by tokens.
 PAPER_GENERAL_MIX: dict[str, float] = {"slimpajama": 6.0, "starcoderdata": 3.0, "owm": 1.0}
@@ -114,8 +198,93 @@ def _rows_local(path: Path, spec: SourceSpec) -> Iterator[dict]:
             yield {spec.text_column: f.read_text(encoding="utf-8", errors="replace"), "_file": str(f)}
 
 
-def _rows(spec: SourceSpec) -> Iterator[dict]:
-    if spec.kind == "hf":
+def _need_zstandard(spec: SourceSpec) -> None:
+    if spec.data_files and spec.data_files.endswith(".zst"):
+        try:
+            import zstandard  # noqa: F401
+        except ImportError as e:
+            raise SourceError(
+                f"source {spec.name!r} is .jsonl.zst: install the `zstandard` package (a dependency of rho)"
+            ) from e
+
+
+def source_parts(spec: SourceSpec) -> list[str]:
+    """The folders a ``{part}`` source reads: ``parts``, or every folder of the root but ``exclude_parts``."""
+    if not spec.parts:
+        return []
+    if spec.parts != ("*",):
+        return list(spec.parts)
+    import fsspec
+
+    try:
+        fs, path = fsspec.core.url_to_fs(spec.data_root)
+        found = fs.ls(path, detail=True)
+    except Exception as e:  # noqa: BLE001 - fsspec / hub errors vary
+        raise UnknownSourceError(
+            f"cannot list the folders of {spec.data_root}: {e}; check the name or root, hub access and token"
+        ) from e
+    names = sorted(
+        str(f["name"]).rstrip("/").rsplit("/", 1)[-1] for f in found if f.get("type") == "directory"
+    )
+    parts = [n for n in names if not n.startswith(".") and n not in spec.exclude_parts]
+    if not parts:
+        raise EmptySourceError(
+            f"{spec.data_root} has no folders to read (left out: {list(spec.exclude_parts)})"
+        )
+    return parts
+
+
+def part_weights(spec: SourceSpec, parts: list[str]) -> dict[str, float]:
+    """Token weights of a source's folders: ``weights``, else each folder's size in bytes."""
+    if spec.weights is not None:
+        return dict(zip(parts, spec.weights, strict=True))
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(spec.data_root)
+    sizes = {p: float(fs.du(f"{path}/{p}")) for p in parts}
+    empty = [p for p, v in sizes.items() if v <= 0]
+    if empty:
+        raise EmptySourceError(f"{spec.data_root}: folders {empty} are empty; leave them out (exclude_parts)")
+    return sizes
+
+
+def _load_files(spec: SourceSpec, pattern: str) -> Iterable[dict]:
+    import datasets
+
+    files = f"{spec.data_root}/{pattern}"
+    try:
+        return datasets.load_dataset(spec.builder, data_files=files, split="train", streaming=spec.streaming)
+    except Exception as e:  # noqa: BLE001 - datasets raises many kinds
+        raise UnknownSourceError(
+            f"cannot read {files} ({spec.builder}): {e}; check the name or root, hub access and token"
+        ) from e
+
+
+def _rows_files(spec: SourceSpec, count_tokens: Callable[[str], int]) -> Iterator[dict]:
+    _need_zstandard(spec)
+    assert spec.data_files is not None
+    if not spec.parts:
+        yield from _load_files(spec, spec.data_files)
+        return
+    parts = source_parts(spec)
+    weights = part_weights(spec, parts)
+    streams = {p: _part_docs(spec, p) for p in parts}
+    for doc in mix_by_tokens(streams, weights, count_tokens, total_tokens=float("inf")):
+        yield {**doc["row"], "_part": doc["mix"]}
+
+
+def _part_docs(spec: SourceSpec, part: str) -> Iterator[dict]:
+    """One folder's rows as mixable documents (``text`` for counting, the row kept)."""
+    for row in _load_files(spec, spec.data_files.replace("{part}", part)):  # type: ignore[union-attr]
+        text = row.get(spec.text_column)
+        if isinstance(text, str) and text:
+            yield {"text": text, "row": row}
+
+
+def _rows(spec: SourceSpec, count_tokens: Callable[[str], int] = len) -> Iterator[dict]:
+    if spec.kind == "hf" and spec.data_files is not None:
+        yield from _rows_files(spec, count_tokens)
+    elif spec.kind == "hf":
         import datasets
 
         try:
@@ -143,15 +312,18 @@ def _rows(spec: SourceSpec) -> Iterator[dict]:
                 yield json.loads(ln)
 
 
-def iter_documents(config: str | dict | SourceSpec) -> Iterator[dict]:
+def iter_documents(
+    config: str | dict | SourceSpec, count_tokens: Callable[[str], int] = len
+) -> Iterator[dict]:
     """Documents of a source as ``{"text", "spans", "source"}``.
 
-    Raises :class:`UnknownSourceError` for an unknown dataset, :class:`SourceError` if the text
+    ``count_tokens`` measures documents when a source mixes its folders (``parts``) by tokens;
+    the default counts characters.  Raises :class:`UnknownSourceError` for an unknown dataset, :class:`SourceError` if the text
     column is missing, and :class:`EmptySourceError` if the source yields no document with text;
     all before the first document is returned.
     """
     spec = resolve_source(config)
-    rows = _rows(spec)
+    rows = _rows(spec, count_tokens)
 
     def docs() -> Iterator[dict]:
         for i, row in enumerate(rows):
@@ -162,10 +334,12 @@ def iter_documents(config: str | dict | SourceSpec) -> Iterator[dict]:
                 )
             text = row[spec.text_column]
             if isinstance(text, str) and text:
+                part = row.get("_part")
+                name = f"{spec.name}/{part}" if part else spec.name
                 yield {
                     "text": text,
                     "spans": row.get("spans"),
-                    "source": row.get("source", f"{spec.name}#{i}"),
+                    "source": row.get("source", f"{name}#{i}"),
                 }
 
     it = docs()
@@ -184,7 +358,7 @@ def mix_by_tokens(
     sources: dict[str, Iterable[dict]],
     weights: dict[str, float],
     count_tokens: Callable[[str], int],
-    total_tokens: int,
+    total_tokens: float,
 ) -> Iterator[dict]:
     """Interleave documents so each source's share of tokens follows ``weights``.
 

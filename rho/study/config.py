@@ -187,6 +187,8 @@ class Study:
         """Path (or hub name) of a run's final model."""
         if run == "base" and int(self.sizes.get("base_tokens", 0)) == 0:
             return str(self.sizes["model"])
+        if run == "base_large" and not self.sizes.get("large_model"):
+            raise StudyError(f"profile {self.profile!r} has no large_model: weak-to-strong runs are not part of it")
         if run == "base_large" and int(self.sizes.get("base_tokens", 0)) == 0:
             return str(self.sizes["large_model"])
         return str(self.run_dir(run) / "final")
@@ -247,7 +249,7 @@ class Study:
             weight_decay=float(self.params["cpt"]["weight_decay"]),
             grad_clip=float(self.params["cpt"]["grad_clip"]),
             progress=True,
-        )
+        ) | ({"parallel": str(z["parallel"])} if z.get("parallel") else {})  # paper_7b: fsdp; others: ddp
 
     def _ckpt_every(self, tokens: int) -> int:
         return max(1, tokens // int(self.sizes.get("checkpoints", 4)))

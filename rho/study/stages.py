@@ -116,6 +116,7 @@ def _fresh_or_resume(cfg: Any) -> None:
 
 def score(study: Study, scorer: str, *, batch_size: int = 16, backend: str = "torch") -> Path:
     """Score a corpus with a reference model: ``rm_<corpus>`` or ``self_<corpus>``."""
+    import torch
     from transformers import AutoModelForCausalLM
 
     from rho.data.shards import TokenShard
@@ -123,6 +124,8 @@ def score(study: Study, scorer: str, *, batch_size: int = 16, backend: str = "to
 
     shard = TokenShard.open(study.shard(study.scorer_corpus(scorer)))
     model = AutoModelForCausalLM.from_pretrained(study.scorer_model(scorer))
+    if torch.cuda.is_available():  # the paper profiles score billions of tokens: on the GPU, not the CPU
+        model = model.to("cuda")
     out = study.scores_dir(scorer)
     score_corpus(
         model, shard, out, block_size=int(study.sizes["block_size"]), batch_size=batch_size, backend=backend

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from rho.evaluate import extract_answer, grade, is_equiv
 from rho.evaluate import answer as answer_mod
+from rho.evaluate import extract_answer, grade, is_equiv
 from rho.evaluate import symbolic as symbolic_mod
 from rho.evaluate.harness_grader import harness_choice, harness_equal, harness_extract, harness_strip
 from rho.evaluate.tasks import TaskError
@@ -23,7 +23,9 @@ def _released(name: str) -> list[dict]:
         return [json.loads(line) for line in f]
 
 
-@pytest.mark.parametrize(("name", "task", "paper_acc"), [("gsm8k", "gsm8k", 36.2), ("minerva_math", "math", 15.8)])
+@pytest.mark.parametrize(
+    ("name", "task", "paper_acc"), [("gsm8k", "gsm8k", 36.2), ("minerva_math", "math", 15.8)]
+)
 def test_harness_mode_reproduces_the_papers_scores(name: str, task: str, paper_acc: float) -> None:
     rows = _released(name)
     assert json.loads((OUTPUTS / f"{name}_metrics.json").read_text())["acc"] == paper_acc
@@ -67,7 +69,9 @@ def test_default_mode_on_the_released_outputs() -> None:
         ("So the answer is b.", "B", "sat", True, True),
     ],
 )
-def test_modes_differ_as_documented(completion: str, gold: str, task: str, default: bool, harness: bool) -> None:
+def test_modes_differ_as_documented(
+    completion: str, gold: str, task: str, default: bool, harness: bool
+) -> None:
     assert grade(completion, gold, task) is default
     assert grade(completion, gold, task, mode="harness") is harness
 

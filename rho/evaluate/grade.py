@@ -13,10 +13,10 @@ import of the task registry.
 from __future__ import annotations
 
 from rho.evaluate import answer as _answer
-from rho.evaluate.harness_grader import harness_grade
+from rho.evaluate.harness_grader import HARNESS_STOPS, harness_choice, harness_extract, harness_grade
 from rho.evaluate.tasks import TaskError, builtin_task_names, load_task_spec
 
-__all__ = ["GRADE_MODES", "extract_answer", "grade", "resolve_answer_task"]
+__all__ = ["GRADE_MODES", "extract_answer", "grade", "predict", "resolve_answer_task"]
 
 GRADE_MODES = ("default", "harness")
 
@@ -66,3 +66,21 @@ def grade(completion: str | None, gold: str | None, task: object = "auto", mode:
     if choice:
         return pred.upper() == str(gold).strip().strip("()").upper()
     return _answer.is_equiv(pred, gold)
+
+
+def predict(completion: str | None, task: object = "auto", mode: str = "default") -> str | None:
+    """The answer that ``grade`` compares in ``mode`` (for logs): rho's extraction, or the
+    harness's (its normalised prediction; ``None`` when it finds none)."""
+    if mode not in GRADE_MODES:
+        raise TaskError(f"grading mode must be one of {GRADE_MODES}, got {mode!r}")
+    if completion is None:
+        return None
+    if mode == "default":
+        return extract_answer(completion, task)
+    text = completion
+    for stop in HARNESS_STOPS:
+        text = text.split(stop, 1)[0]
+    text = text.strip()
+    if _answer_type(task) == "choice":
+        return harness_choice(text)
+    return harness_extract(text) or None

@@ -52,6 +52,8 @@ def test_default_mode_on_the_released_outputs() -> None:
 @pytest.mark.parametrize(
     ("completion", "gold", "task", "default", "harness"),
     [
+        # the harness reads the whole rest after "answer is", the next question included
+        ("The answer is 18.\nQuestion: What is 2+2?", "18", "gsm8k", True, False),
         # percent leniency: the harness accepts gold x 100 and gold / 100
         ("So the price went up 2 percent. The answer is 0.02.", "2", "gsm8k", False, True),
         # "The final answer is 72. I hope it is correct." without $...$: the harness keeps the rest
@@ -112,6 +114,8 @@ def test_harness_helpers() -> None:
     assert harness_choice("I pick C.") is None
     assert harness_equal("(1,4.5)", "(1,\\frac{9}{2})")
     assert harness_equal("50", "0.5")
+    assert harness_strip("a+c") == "+"  # unit letters go, variables with them
+    assert harness_strip("x one two") == "3"
     assert not harness_equal("12", "1.2")
 
 

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from rho.evaluate.prompts import build_prompt
-from rho.evaluate.tasks import TaskError, benchmarks_dir, load_fewshot, load_task_spec, load_test_records
+from rho.evaluate.sources import load_test_records
+from rho.evaluate.tasks import TaskError, benchmarks_dir, load_fewshot, load_task_spec
 
 SIZES = {
     "gsm8k": 1319,

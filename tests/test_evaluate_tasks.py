@@ -18,7 +18,8 @@ from rho.evaluate import (
 )
 from rho.evaluate.prompts import build_prompt, format_choices
 from rho.evaluate.records import RecordError, read_records
-from rho.evaluate.tasks import TaskSpec, load_fewshot, load_test_records, with_overrides
+from rho.evaluate.sources import load_test_records
+from rho.evaluate.tasks import TaskSpec, load_fewshot, with_overrides
 
 PAPER_TASKS = {"gsm8k", "math", "svamp", "asdiv", "mawps", "tabmwp", "mathqa", "mmlu_stem", "sat"}
 

@@ -20,11 +20,11 @@ from rho.evaluate.grade import GRADE_MODES, grade, predict
 from rho.evaluate.prompts import build_prompt
 from rho.evaluate.records import LETTERS, EvalRecord
 from rho.evaluate.results import COLUMNS, metric_row, write_results
+from rho.evaluate.sources import load_test_records
 from rho.evaluate.tasks import (
     TaskError,
     TaskSpec,
     load_fewshot,
-    load_test_records,
     resolve_tasks,
     with_overrides,
 )

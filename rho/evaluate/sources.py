@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rho.evaluate.answer import last_boxed
-from rho.evaluate.records import LETTERS, EvalRecord
+from rho.evaluate.records import LETTERS, EvalRecord, read_records
 from rho.evaluate.tasks import TaskError, TaskSpec, benchmarks_dir
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "TRANSFORMS",
     "harness_view",
     "load_hub_records",
+    "load_test_records",
     "row_to_record",
 ]
 
@@ -351,3 +352,20 @@ def load_hub_records(
             rows = [r for r in rows if text not in str(r.get(column, ""))]
     rows = rows[:limit] if limit is not None else rows
     return [row_to_record(spec, row, i) for i, row in enumerate(rows)]
+
+
+def load_test_records(
+    spec: TaskSpec, limit: int | None = None, data_files: str | list[str] | None = None
+) -> list[EvalRecord]:
+    """Test problems of a task (first ``limit``): the local suite's ``test.jsonl``, the paper
+    harness's set shipped with rho (``set: harness``) or the hub dataset (``set: hub``).
+
+    ``data_files`` reads a hub task from local files in the dataset's own column format instead
+    of downloading it (offline use and tests).
+    """
+    if limit is not None and limit < 1:
+        raise TaskError(f"limit must be >= 1, got {limit}")
+    if spec.local_dir is not None:
+        recs = read_records(Path(spec.local_dir) / "test.jsonl")
+        return recs[:limit] if limit is not None else recs
+    return load_hub_records(spec, limit=limit, data_files=data_files)

@@ -5,6 +5,8 @@ onto :class:`~rho.evaluate.records.EvalRecord`, or a local suite), how to prompt
 few-shot exemplars, separator), when to stop generating, how to read the answer and which metric
 to report. Built-in real tasks live in ``rho/evaluate/task_data/<name>.yaml``; local miniature
 suites (``<data_root>/eval/tasks.json``) are specs built from ``local_<kind>.yaml`` defaults.
+Test problems are loaded by :func:`rho.evaluate.sources.load_test_records` (this module does not
+import the loaders, so there is no import cycle).
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ __all__ = [
     "local_task_specs",
     "resolve_tasks",
     "load_fewshot",
-    "load_test_records",
     "benchmarks_dir",
     "parse_prompt_file",
     "SETS",
@@ -278,25 +279,6 @@ def load_fewshot(spec: TaskSpec) -> list[EvalRecord]:
             f"task {spec.name!r} asks for {spec.n_shots} shots but only {len(shots)} exemplars exist"
         )
     return shots
-
-
-def load_test_records(
-    spec: TaskSpec, limit: int | None = None, data_files: str | list[str] | None = None
-) -> list[EvalRecord]:
-    """Test problems of a task (first ``limit``): the local suite's ``test.jsonl``, the paper
-    harness's set shipped with rho (``set: harness``) or the hub dataset (``set: hub``).
-
-    ``data_files`` reads a hub task from local files in the dataset's own column format instead
-    of downloading it (offline use and tests).
-    """
-    if limit is not None and limit < 1:
-        raise TaskError(f"limit must be >= 1, got {limit}")
-    if spec.local_dir is not None:
-        recs = read_records(Path(spec.local_dir) / "test.jsonl")
-        return recs[:limit] if limit is not None else recs
-    from rho.evaluate.sources import load_hub_records
-
-    return load_hub_records(spec, limit=limit, data_files=data_files)
 
 
 def with_overrides(spec: TaskSpec, **kw: Any) -> TaskSpec:

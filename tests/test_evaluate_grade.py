@@ -119,6 +119,19 @@ def test_harness_helpers() -> None:
     assert not harness_equal("12", "1.2")
 
 
+@pytest.mark.parametrize("task", ["gsm8k", "math"])
+@pytest.mark.parametrize("mode", ["default", "harness"])
+def test_reference_solutions_grade_right(task: str, mode: str) -> None:
+    """Every reference solution of the shipped GSM8K and MATH-500 sets is right against its gold
+    (raw, as the set stores it), in both modes."""
+    from rho.evaluate.sources import load_test_records
+    from rho.evaluate.tasks import load_task_spec
+
+    spec = load_task_spec(task)
+    recs = load_test_records(spec)
+    assert [r.id for r in recs if not grade(r.solution, r.answer, spec, mode=mode)] == []
+
+
 def test_grade_arguments() -> None:
     with pytest.raises(TaskError, match="grading mode"):
         grade("The answer is 3.", "3", "gsm8k", mode="strict")

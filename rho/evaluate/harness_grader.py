@@ -439,4 +439,6 @@ def harness_grade(completion: str, gold: str, choice: bool = False) -> bool:
     if choice:
         letter = harness_choice(text)
         return letter is not None and letter == str(gold).strip().upper()
-    return harness_equal(harness_extract(text), harness_strip(gold))
+    # the harness normalises a gold answer at least twice (when it parses the set, and again
+    # after); the second pass matters: "x \\in [-2,7]" -> "x\\in[-2,7]" -> "[-2,7]"
+    return harness_equal(harness_extract(text), harness_strip(harness_strip(gold)))

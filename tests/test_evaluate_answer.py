@@ -46,7 +46,8 @@ GSM8K_CONTINUES = (
         # multiple choice letters
         ("60 km/h is option D. The answer is (D).\n\nQuestion: What is 2+2? (A) 3", "mathqa", "D"),
         ("The correct option is (c) since 5 > 3. So the answer is (c).", "mathqa", "C"),
-        ("Looking at the choices, B fits best.", "sat", "B"),
+        ("Looking at the choices, (B) fits best.", "sat", "B"),
+        ("Looking at the choices, B fits best.", "sat", None),  # a bare capital is no answer
         ("The answer is \\boxed{A}", "mmlu_stem", "A"),
         ("no letters here at all", "mmlu_stem", None),
         # unknown task names fall back to the generic extractor

@@ -150,21 +150,23 @@ class ScriptedGenerator:
 
 
 def test_evaluate_model_accuracy_on_hub_format_files(tiny, tmp_path: Path) -> None:
-    """SAT (choice letters) and GSM8K (numbers) read offline; accuracy = right answers / n."""
-    import csv
+    """SAT read offline in the hub's columns (real rows); harness grading; accuracy = right / n."""
+    import gzip
+
+    from rho.evaluate.tasks import benchmarks_dir
 
     model, tok = tiny
-    sat = tmp_path / "sat.csv"
-    with sat.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["Question", "A", "B", "C", "D", "Answer"])
-        for i in range(4):
-            w.writerow([f"If 3x = {3 * (i + 1)}, what is x?", "0", str(i + 1), "9", "36", "B"])
+    with gzip.open(benchmarks_dir() / "sat" / "test.jsonl.gz", "rt") as f:
+        rows = [json.loads(line) for line in f][:4]  # golds A, A, C, A
+    sat = tmp_path / "sat.parquet"
+    pd.DataFrame(
+        [{"Question": r["question"], "Possible Answers": r["options"], "Answer": r["Answer"]} for r in rows]
+    ).to_parquet(sat)
     gen = ScriptedGenerator(
         [
-            "3x = 3 so x = 1. The answer is (B).\n\nQuestion: If 2x = 4, what is x? The answer is (C).",
+            "So f(-6) = 0. The answer is (A).\n\nProblem:\nIf 2x = 4, what is x? The answer is (C).",
             "The answer is (C).",
-            "x = 3, which is choice B.",
+            "x = 10.\nFinal Answer: The final answer is (C).",
             "I am not sure.",
         ]
     )
@@ -180,12 +182,26 @@ def test_evaluate_model_accuracy_on_hub_format_files(tiny, tmp_path: Path) -> No
     assert df[["task", "role", "metric", "n"]].values.tolist() == [["sat", "sat", "exact_match", 4]]
     assert df["value"].iloc[0] == 0.5
     assert df["stderr"].iloc[0] == pytest.approx(math.sqrt(0.25 / 3))
-    assert gen.prompts[0].count("Answer Choices:") == 5  # 4 exemplars + the question
+    assert gen.prompts[0].count("What of the following is the right choice?") == 5  # 4 exemplars + question
     comp = [json.loads(line) for line in (tmp_path / "out" / "completions.jsonl").read_text().splitlines()]
-    assert [c["prediction"] for c in comp] == ["B", "C", "B", None]
+    assert [c["prediction"] for c in comp] == ["A", "C", "C", None]
     assert [c["correct"] for c in comp] == [True, False, True, False]
-    assert comp[0]["completion"] == "3x = 3 so x = 1. The answer is (B)."  # cut at the next question
-    assert json.loads((tmp_path / "out" / "config.json").read_text())["tasks"] == ["sat"]
+    assert {c["grading"] for c in comp} == {"harness"}
+    assert comp[0]["completion"] == "So f(-6) = 0. The answer is (A)."  # cut at the next problem
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["tasks"] == ["sat"] and config["grading"] == {"sat": "harness"}
+    default = evaluate_model(
+        model,
+        "sat",
+        tokenizer=tok,
+        data_files={"sat": str(sat)},
+        generator=gen,
+        progress=False,
+        grading="default",
+    )
+    assert default["value"].iloc[0] == 0.5
+    with pytest.raises(TaskError, match="grading must be"):
+        evaluate_model(model, "sat", tokenizer=tok, generator=gen, grading="lenient")
 
 
 def test_evaluate_model_checks_inputs_before_work(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 Public API::
 
+    grade(completion, gold, task, mode="default" | "harness") -> bool   # one verdict
     extract_answer(completion, task) -> str | None      # answer from a CoT completion
     is_equiv(prediction, gold) -> bool                  # numbers, fractions, LaTeX (math-verify)
     evaluate_model(model_or_path, tasks, ...) -> DataFrame   # task, role, metric, value, stderr, n
@@ -12,10 +13,11 @@ Public API::
 Command line: ``python -m rho.evaluate --model PATH --tasks gsm8k,math --data-root data/mini``.
 """
 
-from rho.evaluate.answer import extract_answer, is_equiv
+from rho.evaluate.answer import is_equiv
 from rho.evaluate.choice import ChoiceResult, score_choices
 from rho.evaluate.downstream import downstream_loss
 from rho.evaluate.generation import BackendError, Generation, HFGenerator, VLLMGenerator
+from rho.evaluate.grade import GRADE_MODES, extract_answer, grade
 from rho.evaluate.harness import PAPER_GENERAL_TASKS, HarnessError, run_lm_eval
 from rho.evaluate.records import EvalRecord, RecordError, read_records
 from rho.evaluate.results import binomial_stderr
@@ -26,6 +28,7 @@ __all__ = [
     "BackendError",
     "ChoiceResult",
     "EvalRecord",
+    "GRADE_MODES",
     "Generation",
     "HFGenerator",
     "HarnessError",
@@ -39,6 +42,7 @@ __all__ = [
     "downstream_loss",
     "evaluate_model",
     "extract_answer",
+    "grade",
     "is_equiv",
     "load_task_spec",
     "read_records",

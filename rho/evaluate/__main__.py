@@ -35,6 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="context the model was trained on (prompts are shortened to fit it with the answer); "
         "default: the model's max_position_embeddings",
     )
+    p.add_argument(
+        "--grading",
+        choices=["default", "harness"],
+        default=None,
+        help="grader of generation tasks: rho's (default) or the paper harness's verdicts; "
+        "default: each task's own (the paper's nine tasks: harness)",
+    )
     p.add_argument("--lm-eval-tasks", default="", help="comma-separated lm-eval tasks to run as well")
     p.add_argument("--lm-eval-include", default=None, help="folder of extra lm-eval task YAMLs")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -69,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
                 n_shots=args.n_shots,
                 max_new_tokens=args.max_new_tokens,
                 context_length=args.context_length,
+                grading=args.grading,
             )
         )
     if args.lm_eval_tasks:

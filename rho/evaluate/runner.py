@@ -13,17 +13,18 @@ from typing import Any
 
 import pandas as pd
 
-from rho.evaluate.answer import cut_at_stop, extract_answer, is_equiv
+from rho.evaluate.answer import cut_at_stop
 from rho.evaluate.choice import score_choices
 from rho.evaluate.generation import BackendError, load_hf, make_generator
+from rho.evaluate.grade import GRADE_MODES, grade, predict
 from rho.evaluate.prompts import build_prompt
 from rho.evaluate.records import LETTERS, EvalRecord
 from rho.evaluate.results import COLUMNS, metric_row, write_results
+from rho.evaluate.sources import load_test_records
 from rho.evaluate.tasks import (
     TaskError,
     TaskSpec,
     load_fewshot,
-    load_test_records,
     resolve_tasks,
     with_overrides,
 )
@@ -81,6 +82,7 @@ def evaluate_model(
     data_files: dict[str, Any] | None = None,
     generator: Any | None = None,
     progress: bool = True,
+    grading: str | None = None,
 ) -> pd.DataFrame:
     """Evaluate a model on tasks and return a tidy table (task, role, metric, value, stderr, n).
 
@@ -105,6 +107,9 @@ def evaluate_model(
             beyond it were never trained. Default: the model config's ``max_position_embeddings``.
         data_files: ``{task: local files}`` to read hub tasks offline in their own format.
         generator: a ready generation backend (anything with ``generate(prompts, max_new_tokens, stop)``).
+        grading: ``"default"`` or ``"harness"`` (see :func:`rho.evaluate.grade`) for every
+            generation task; default: each task's own ``grading`` (the paper's nine built-in
+            tasks: ``harness``, comparable with the paper; local suites: ``default``).
 
     Generation tasks report ``exact_match``; multiple-choice tasks ``acc`` and ``acc_norm``.
     """
@@ -112,6 +117,8 @@ def evaluate_model(
         raise BackendError(f"unknown backend {backend!r}; use one of {BACKENDS}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if grading is not None and grading not in GRADE_MODES:
+        raise TaskError(f"grading must be one of {GRADE_MODES}, got {grading!r}")
     specs = [
         with_overrides(s, n_shots=n_shots, max_new_tokens=max_new_tokens)
         for s in resolve_tasks(tasks, data_root)
@@ -155,13 +162,12 @@ def evaluate_model(
             prompts = [build_prompt(spec, shots, r, tok, cap) for r in recs]
             gens = generator.generate([p.text for p in prompts], spec.max_new_tokens, spec.stop)
             outcomes = []
+            mode = grading or spec.grading
             for r, p, g in zip(recs, prompts, gens):
                 gold = r.gold_letter if spec.answer_type == "choice" else r.answer
                 text = cut_at_stop(g.text, spec.stop)  # backends cut already; injected ones may not
-                pred = extract_answer(text, spec)
-                ok = pred is not None and (
-                    pred == gold if spec.answer_type == "choice" else is_equiv(pred, gold)
-                )
+                pred = predict(text, spec, mode)
+                ok = grade(text, gold, spec, mode=mode)
                 outcomes.append(ok)
                 completions.append(
                     {
@@ -176,6 +182,7 @@ def evaluate_model(
                         "prediction": pred,
                         "gold": gold,
                         "correct": ok,
+                        "grading": mode,
                     }
                 )
             rows.append(metric_row(spec.name, spec.role, "exact_match", outcomes))
@@ -222,6 +229,7 @@ def evaluate_model(
             "limit": limit,
             "batch_size": batch_size,
             "n_shots": {s.name: s.n_shots for s in specs},
+            "grading": {s.name: grading or s.grading for s in specs if s.kind == "generate"},
             "context_length": context_length,
             "max_prompt_tokens": max_prompt_tokens,
         }

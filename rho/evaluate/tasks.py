@@ -5,6 +5,8 @@ onto :class:`~rho.evaluate.records.EvalRecord`, or a local suite), how to prompt
 few-shot exemplars, separator), when to stop generating, how to read the answer and which metric
 to report. Built-in real tasks live in ``rho/evaluate/task_data/<name>.yaml``; local miniature
 suites (``<data_root>/eval/tasks.json``) are specs built from ``local_<kind>.yaml`` defaults.
+Test problems are loaded by :func:`rho.evaluate.sources.load_test_records` (this module does not
+import the loaders, so there is no import cycle).
 """
 
 from __future__ import annotations
@@ -30,11 +32,17 @@ __all__ = [
     "local_task_specs",
     "resolve_tasks",
     "load_fewshot",
-    "load_test_records",
+    "benchmarks_dir",
+    "parse_prompt_file",
+    "SETS",
 ]
 
 KINDS = ("generate", "multiple_choice")
 METRICS = ("exact_match", "acc")
+#: Where a built-in task's problems come from: the paper harness's copies shipped in
+#: ``rho/evaluate/benchmarks/`` (paper-comparable) or the hub dataset in ``source``.
+SETS = ("harness", "hub")
+GRADINGS = ("default", "harness")
 
 
 class TaskError(ValueError):
@@ -56,8 +64,17 @@ class TaskSpec:
         answer_type: ``number``, ``math``, ``choice`` or ``auto`` (see :func:`extract_answer`).
         n_shots: number of exemplars to prepend.
         max_new_tokens: generation budget per problem.
-        fewshot_file: exemplars shipped in ``task_data/fewshot/`` (hub tasks).
-        source: hub dataset: ``{"path", "name" | "names", "split"}``.
+        fewshot_file: exemplars: a YAML file in ``task_data/fewshot/``, or ``harness/<name>.md``,
+            a prompt file of the paper harness (``rho/evaluate/benchmarks/prompts/``) read verbatim.
+        set: ``harness`` (the harness's problem set, ``harness.file``) or ``hub`` (``source``).
+        harness: ``{"file": "<task>/test.jsonl.gz", ...}``; other keys (``fields``, ``choices``,
+            ``label``, ``answer_transforms``, ``question_builder``) override the hub mapping
+            for the harness's columns.
+        source: hub dataset: ``{"path", "name" | "names", "split" | "splits", "drop_if_contains"}``,
+            or ``{"url", "format": "json_records"}`` for a JSON file of records keyed by id.
+        question_builder: named function building the question text from a row (the harness's
+            formatting of options, tables, ...; see :mod:`rho.evaluate.sources`).
+        grading: ``default`` (rho's grader) or ``harness`` (the paper harness's verdicts).
         fields: record field -> template over the dataset row's columns.
         choices / label: how to read options and the right option from a row.
         answer_transforms / solution_transforms: named cleanups (see :mod:`rho.evaluate.sources`).
@@ -84,8 +101,18 @@ class TaskSpec:
     answer_transforms: tuple[str, ...] = ()
     solution_transforms: tuple[str, ...] = ()
     local_dir: str | None = None
+    set: str | None = None
+    harness: dict[str, Any] | None = None
+    question_builder: str | None = None
+    grading: str = "default"
 
     def __post_init__(self) -> None:
+        if self.set is not None and self.set not in SETS:
+            raise TaskError(f"task {self.name!r}: set must be one of {SETS}, got {self.set!r}")
+        if self.set == "harness" and not (self.harness or {}).get("file"):
+            raise TaskError(f"task {self.name!r}: set 'harness' needs harness.file; use set: hub")
+        if self.grading not in GRADINGS:
+            raise TaskError(f"task {self.name!r}: grading must be one of {GRADINGS}, got {self.grading!r}")
         if self.kind not in KINDS:
             raise TaskError(f"task {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
         if self.answer_type not in ANSWER_TYPES:
@@ -200,10 +227,45 @@ def resolve_tasks(
     return out
 
 
+def benchmarks_dir() -> Path:
+    """``rho/evaluate/benchmarks``: the paper harness's problem sets and prompts (README there)."""
+    return Path(str(resources.files("rho.evaluate") / "benchmarks"))
+
+
+def parse_prompt_file(spec: TaskSpec, text: str, where: str = "") -> list[EvalRecord]:
+    """Split a harness prompt file into exemplars that the spec's template rebuilds verbatim.
+
+    The file is exemplars separated by ``spec.separator``; each is ``template`` filled with a
+    question followed by ``target`` filled with a solution (its answer: what the harness reads
+    from the solution; for multiple choice its letter, the options being part of the question
+    text as the harness writes them). Raises :class:`TaskError` when a
+    block does not have that shape (the prompt would not be the file's text).
+    """
+    head, mid = spec.template.split("{question}", 1)
+    t_head, t_tail = spec.target.split("{solution}", 1)
+    mid += t_head
+    from rho.evaluate.harness_grader import harness_choice, harness_extract
+
+    shots = []
+    for i, block in enumerate(text.strip().split(spec.separator)):
+        if not block.startswith(head) or mid not in block[len(head) :] or not block.endswith(t_tail):
+            raise TaskError(f"{where}: exemplar {i} does not match the template of task {spec.name!r}")
+        question, solution = block[len(head) :].split(mid, 1)
+        solution = solution[: len(solution) - len(t_tail)] if t_tail else solution
+        answer = harness_choice(solution) if spec.answer_type == "choice" else harness_extract(solution)
+        shots.append(
+            EvalRecord(id=f"{spec.name}-shot{i}", question=question, solution=solution, answer=answer or "")
+        )
+    return shots
+
+
 def load_fewshot(spec: TaskSpec) -> list[EvalRecord]:
     """The task's few-shot exemplars (all of them; prompts use the first ``n_shots``)."""
     if spec.local_dir is not None:
         shots = read_records(Path(spec.local_dir) / "fewshot.jsonl")
+    elif spec.fewshot_file is not None and spec.fewshot_file.startswith("harness/"):
+        path = benchmarks_dir() / "prompts" / spec.fewshot_file.removeprefix("harness/")
+        shots = parse_prompt_file(spec, path.read_text(encoding="utf-8"), where=str(path))
     elif spec.fewshot_file is not None:
         raw = yaml.safe_load((_task_data() / "fewshot" / spec.fewshot_file).read_text())
         shots = [
@@ -217,24 +279,6 @@ def load_fewshot(spec: TaskSpec) -> list[EvalRecord]:
             f"task {spec.name!r} asks for {spec.n_shots} shots but only {len(shots)} exemplars exist"
         )
     return shots
-
-
-def load_test_records(
-    spec: TaskSpec, limit: int | None = None, data_files: str | list[str] | None = None
-) -> list[EvalRecord]:
-    """Test problems of a task: the local suite's ``test.jsonl`` or the hub dataset (first ``limit``).
-
-    ``data_files`` reads a hub task from local files in the dataset's own column format instead
-    of downloading it (offline use and tests).
-    """
-    if limit is not None and limit < 1:
-        raise TaskError(f"limit must be >= 1, got {limit}")
-    if spec.local_dir is not None:
-        recs = read_records(Path(spec.local_dir) / "test.jsonl")
-        return recs[:limit] if limit is not None else recs
-    from rho.evaluate.sources import load_hub_records
-
-    return load_hub_records(spec, limit=limit, data_files=data_files)
 
 
 def with_overrides(spec: TaskSpec, **kw: Any) -> TaskSpec:

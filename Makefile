@@ -1,20 +1,31 @@
 # Two commands do everything on a fresh machine:
 #   make study   -> create .venv, install, run the whole study (dvc repro, profile from params.yaml)
 #   make test    -> create .venv, install, run the test suite
+SHELL  := /bin/bash
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+# The study's environment is the lock, not pyproject.toml's ranges (those are for library users).
+LOCK   ?= requirements/cpu.lock
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | sha1sum | cut -c1-12)
+# Where `make lock` finds the CPU build of torch that the lock pins (torch==2.13.0+cpu).
+TORCH_CPU_SOURCE ?= $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS),--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
+LOCK_TARGET := --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-header
 
-.PHONY: install sysdeps test study lint bench clean-venv
+.PHONY: install sysdeps test study lint bench lock clean-venv
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	# CPU build of torch first (on these machines it lies on disk); a later range that it
-	# satisfies then installs nothing more, so no CUDA build is pulled.
-	$(BIN)/python -m pip install -q "torch==2.13.0" || $(BIN)/python -m pip install -q torch
-	$(BIN)/python -m pip install -q -e ".[study,dev]"
+	@$(BIN)/python -c 'import sys, platform; ok = sys.version_info[:2] == (3, 11) and platform.machine() == "x86_64"; \
+	  ok or sys.exit(f"$(LOCK) is for CPython 3.11 on Linux x86_64, this is {platform.python_version()} on {platform.machine()}: \
+	  use PYTHON=python3.11, or install the ranges with `pip install -e .[study,dev]` (not byte-reproducible, see README)")'
+	@$(BIN)/python -m pip install -q --require-hashes --no-deps -r $(LOCK) 2>&1 | grep -v "^WARNING: Location" ; \
+	  test $${PIPESTATUS[0]} -eq 0 || { echo "error: pip could not install the locked environment $(LOCK). It pins \
+	torch==2.13.0+cpu (PyTorch's CPU wheel): where pip does not find it, run \
+	PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu make install; a hash mismatch means a package \
+	changed upstream: regenerate the lock with make lock (README: Environment)." >&2; exit 1; }
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | grep -v "^WARNING: Location" ; test $${PIPESTATUS[0]} -eq 0
+	$(BIN)/python -m pip check
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
@@ -40,6 +51,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py --device cpu --out benchmarks/results/cpu.md
+
+# Re-resolve both locks from pyproject.toml (latest releases within its ranges); commit the result.
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --extra study --extra dev $(LOCK_TARGET) \
+	  --override requirements/torch-cpu.txt $(TORCH_CPU_SOURCE) -o requirements/cpu.lock
+	$(BIN)/uv pip compile pyproject.toml --extra study --extra dev --extra gpu $(LOCK_TARGET) -o requirements/gpu.lock
 
 clean-venv:
 	rm -rf $(VENV)

@@ -57,7 +57,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=["setting", "tokens", "seconds"])
     table["tokens_per_s"] = table["tokens"] / table["seconds"]
     table["ratio"] = table["tokens_per_s"] / table["tokens_per_s"].iloc[0]
-    print(f"tokenization of {len(docs)} owm documents from {'--world ' + str(world) if args.world else 'a smoke world'}")
+    print(
+        f"tokenization of {len(docs)} owm documents from {'--world ' + str(world) if args.world else 'a smoke world'}"
+    )
     print(table.to_markdown(index=False, floatfmt=".2f"))
     return table
 

@@ -89,8 +89,20 @@ def _worker(variant: str, device: str, vocab: int, tokens: int, chunk_size: int,
 
 def _run_variant(variant: str, args: argparse.Namespace) -> dict:
     cmd = [
-        sys.executable, __file__, "--worker", variant, "--device", args.device, "--vocab", str(args.vocab),
-        "--tokens", str(args.tokens), "--chunk-size", str(args.chunk_size), "--threads", str(args.threads),
+        sys.executable,
+        __file__,
+        "--worker",
+        variant,
+        "--device",
+        args.device,
+        "--vocab",
+        str(args.vocab),
+        "--tokens",
+        str(args.tokens),
+        "--chunk-size",
+        str(args.chunk_size),
+        "--threads",
+        str(args.threads),
     ]
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
@@ -112,7 +124,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     """Run both variants in subprocesses; print and return a table with the chunked/naive ratio."""
     args = _parser().parse_args(argv)
     if args.worker:
-        print(json.dumps(_worker(args.worker, args.device, args.vocab, args.tokens, args.chunk_size, args.threads)))
+        print(
+            json.dumps(
+                _worker(args.worker, args.device, args.vocab, args.tokens, args.chunk_size, args.threads)
+            )
+        )
         return pd.DataFrame()
     rows = [_run_variant(v, args) for v in ("naive", "chunked")]
     df = pd.DataFrame(rows).set_index("variant")
@@ -120,14 +136,16 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     same_loss = abs(naive.loss_sum - chunked.loss_sum) <= 1e-4 * abs(naive.loss_sum)
     same_grad = abs(naive.grad_abs_sum - chunked.grad_abs_sum) <= 1e-3 * abs(naive.grad_abs_sum)
     ratio = pd.DataFrame(
-        [{
-            "variant": "ratio chunked/naive",
-            "peak_above_inputs_mib": chunked.peak_above_inputs_mib / naive.peak_above_inputs_mib,
-            "inputs_mib": float("nan"),
-            "time_s": chunked.time_s / naive.time_s,
-            "loss_sum": float(same_loss),
-            "grad_abs_sum": float(same_grad),
-        }]
+        [
+            {
+                "variant": "ratio chunked/naive",
+                "peak_above_inputs_mib": chunked.peak_above_inputs_mib / naive.peak_above_inputs_mib,
+                "inputs_mib": float("nan"),
+                "time_s": chunked.time_s / naive.time_s,
+                "loss_sum": float(same_loss),
+                "grad_abs_sum": float(same_grad),
+            }
+        ]
     ).set_index("variant")
     df = pd.concat([df, ratio])
     print(

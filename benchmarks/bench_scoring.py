@@ -73,8 +73,12 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     torch.manual_seed(0)
     heads = max(1, args.hidden // 64)
     cfg = LlamaConfig(
-        hidden_size=args.hidden, intermediate_size=4 * args.hidden, num_hidden_layers=args.layers,
-        num_attention_heads=heads, num_key_value_heads=heads, vocab_size=args.vocab,
+        hidden_size=args.hidden,
+        intermediate_size=4 * args.hidden,
+        num_hidden_layers=args.layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        vocab_size=args.vocab,
         max_position_embeddings=max(2048, args.block),
     )
     model = LlamaForCausalLM(cfg).to(dev).eval()
@@ -82,35 +86,64 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     n_tok = args.blocks * args.block
     with tempfile.TemporaryDirectory() as tmp:
         shard = write_shard(
-            Path(tmp) / "shard", [rng.integers(1, args.vocab, n_tok - 1)], vocab_size=args.vocab, eos_id=0,
+            Path(tmp) / "shard",
+            [rng.integers(1, args.vocab, n_tok - 1)],
+            vocab_size=args.vocab,
+            eos_id=0,
             tokenizer_hash="bench",
         )
         tokens = np.asarray(shard.tokens)
         # warm-up every path (allocator, kernels, the fused kernel's one-off compile)
         _bare_forward(model, tokens[: 2 * args.block], args.block, args.batch, dev)
         for fused in (False, True):
-            score_corpus(model, shard, Path(tmp) / "warm", block_size=args.block, batch_size=args.batch,
-                         progress=False, hash_weights=False, fused=fused)
+            score_corpus(
+                model,
+                shard,
+                Path(tmp) / "warm",
+                block_size=args.block,
+                batch_size=args.batch,
+                progress=False,
+                hash_weights=False,
+                fused=fused,
+            )
         times: dict[str, list[tuple[float, float]]] = {"bare": [], "eager": [], "fused": []}
         for r in range(args.repeats):
             times["bare"].append(_bare_forward(model, tokens, args.block, args.batch, dev))
             for fused in (False, True):
                 _sync(dev)
                 t0, c0 = time.perf_counter(), time.process_time()
-                score_corpus(model, shard, Path(tmp) / f"s{r}{fused}", block_size=args.block,
-                             batch_size=args.batch, progress=False, hash_weights=False, fused=fused)
+                score_corpus(
+                    model,
+                    shard,
+                    Path(tmp) / f"s{r}{fused}",
+                    block_size=args.block,
+                    batch_size=args.batch,
+                    progress=False,
+                    hash_weights=False,
+                    fused=fused,
+                )
                 _sync(dev)
-                times["fused" if fused else "eager"].append((time.perf_counter() - t0, time.process_time() - c0))
+                times["fused" if fused else "eager"].append(
+                    (time.perf_counter() - t0, time.process_time() - c0)
+                )
     n_scored = args.blocks * args.block
     wall = {k: min(w for w, _ in v) for k, v in times.items()}
     cpu = {k: min(c for _, c in v) for k, v in times.items()}
-    names = {"bare": "bare no-grad forward", "eager": "score_corpus (eager loss/entropy)",
-             "fused": "score_corpus (fused, torch.compile)"}
+    names = {
+        "bare": "bare no-grad forward",
+        "eager": "score_corpus (eager loss/entropy)",
+        "fused": "score_corpus (fused, torch.compile)",
+    }
     df = pd.DataFrame(
         [
-            {"path": names[k], "best_wall_s": wall[k], "tokens_per_s": n_scored / wall[k],
-             "ratio_vs_bare_wall": wall["bare"] / wall[k], "best_cpu_s": cpu[k],
-             "ratio_vs_bare_cpu": cpu["bare"] / cpu[k]}
+            {
+                "path": names[k],
+                "best_wall_s": wall[k],
+                "tokens_per_s": n_scored / wall[k],
+                "ratio_vs_bare_wall": wall["bare"] / wall[k],
+                "best_cpu_s": cpu[k],
+                "ratio_vs_bare_cpu": cpu["bare"] / cpu[k],
+            }
             for k in ("bare", "eager", "fused")
         ]
     ).set_index("path")

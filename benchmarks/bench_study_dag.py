@@ -33,8 +33,12 @@ def _repro(repo: Path, server: bool) -> float:
     start = time.perf_counter()
     if server:
         sock = repo.parent / "study.sock"
-        proc = subprocess.Popen([sys.executable, "-m", "rho.study", "serve", "--socket", str(sock)], cwd=repo,
-                                env=env, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rho.study", "serve", "--socket", str(sock)],
+            cwd=repo,
+            env=env,
+            stderr=subprocess.DEVNULL,
+        )
         while not sock.exists():
             if proc.poll() is not None:
                 raise RuntimeError("the study server did not start")
@@ -59,8 +63,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         rows = []
-        variants = (("plain", "dvc repro (one process per stage)", False),
-                    ("server", "dvc repro + rho.study serve", True))
+        variants = (
+            ("plain", "dvc repro (one process per stage)", False),
+            ("server", "dvc repro + rho.study serve", True),
+        )
         for folder, name, server in variants:
             repo = scratch_copy(ROOT, Path(tmp) / folder / "repo", args.profile)
             rows.append({"variant": name, "profile": args.profile, "seconds": _repro(repo, server)})

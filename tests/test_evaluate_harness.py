@@ -117,3 +117,28 @@ def test_tidy_lm_eval_parses_metric_keys() -> None:
         0.03,
         10,
     ]
+
+
+@pytest.mark.slow
+def test_run_lm_eval_relative_data_and_overlong_continuations_skipped(tmp_path: Path) -> None:
+    """A YAML names its data file relative to itself; a document whose choice cannot fit the window
+    is dropped before lm-eval sees it (lm-eval would assert) and counted in ``skipped``."""
+    model_dir = save_tiny_model(tmp_path / "model")
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    long_row = rec(4, "Which is long?", "x", choices=["x", " ".join(["banana split"] * 20)], label=0)
+    (tasks / "toy_mc.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [*ROWS, long_row]))
+    (tasks / "toy_mc.yaml").write_text(YAML.format(data="toy_mc.jsonl"))
+
+    table = run_lm_eval(model_dir, "toy_mc", include_path=tasks, batch_size=4, max_length=24)
+    assert table[["metric", "n", "skipped"]].values.tolist() == [["acc", 4, 1], ["acc_norm", 4, 1]]
+
+
+def test_run_lm_eval_refuses_task_yaml_that_imports_code(tmp_path: Path) -> None:
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    yaml_text = YAML.format(data="toy_mc.jsonl") + "process_docs: !function utils.process_docs\n"
+    (tasks / "toy_mc.yaml").write_text(yaml_text)
+    (tasks / "utils.py").write_text("raise SystemExit('imported')\n")
+    with pytest.raises(HarnessError, match="plain YAML data.*!function"):
+        run_lm_eval(tmp_path, "toy_mc", include_path=tasks)

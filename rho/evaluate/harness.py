@@ -1,7 +1,7 @@
 """General tasks through lm-evaluation-harness (``lm_eval.simple_evaluate``) on a model folder.
 
-Offline, the miniature suite's task YAMLs (``<data_root>/eval/lm_eval``) are found with
-``TaskManager(include_path=...)``; in the paper profile the standard task names are used
+Offline, the miniature suite's task YAMLs (``<data_root>/eval/lm_eval``, ``include_path``) are read
+as plain data, their data files resolved beside them; in the paper profile the standard task names are used
 (:data:`PAPER_GENERAL_TASKS`, Appendix E.2 of the paper, the lm-eval part).
 """
 
@@ -115,13 +115,14 @@ def run_lm_eval(
         from lm_eval.tasks import TaskManager
     except ImportError as exc:
         raise HarnessError("lm-evaluation-harness is not installed: pip install 'rho[eval]'") from exc
-    tm = TaskManager(include_path=str(include_path) if include_path is not None else None)
-    unknown = [t for t in names if t not in tm.all_tasks]
+    tm = TaskManager()
+    specs = [_local_task(include_path, t) or t for t in names]
+    unknown = [t for t in specs if isinstance(t, str) and t not in tm.all_tasks]
     if unknown:
         raise HarnessError(f"lm-eval does not know task(s) {unknown}; check the names or include_path")
     from lm_eval.tasks import get_task_dict
 
-    task_dict = get_task_dict(names, tm)
+    task_dict = get_task_dict(specs, tm)
     skipped = _drop_overlong(task_dict, str(model_path), int(max_length)) if max_length else {}
     results = lm_eval.simple_evaluate(
         model="hf",
@@ -142,6 +143,31 @@ def run_lm_eval(
     if out_dir is not None:
         _write_outputs(Path(out_dir), table, results.get("samples", {}))
     return table
+
+
+def _local_task(include_path: str | os.PathLike | None, name: str) -> dict[str, Any] | None:
+    """The config of task ``name`` from ``<include_path>/<name>.yaml``, or None if there is none.
+
+    The YAML is read as plain data (``yaml.safe_load``: a ``!function`` tag, which would import
+    Python, is refused) and a relative ``data_files`` entry is resolved against the YAML's folder.
+    """
+    if include_path is None or not (path := Path(include_path) / f"{name}.yaml").is_file():
+        return None
+    import yaml
+
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise HarnessError(
+            f"task file {path} is not plain YAML data ({exc.__class__.__name__}); rho reads local lm-eval "
+            "tasks as data only: remove tags such as `!function` (code) from it"
+        ) from exc
+    if not isinstance(cfg, dict) or cfg.get("task") != name:
+        raise HarnessError(f"task file {path} must be a mapping with `task: {name}`")
+    files = (cfg.get("dataset_kwargs") or {}).get("data_files")
+    if isinstance(files, dict):
+        cfg["dataset_kwargs"]["data_files"] = {k: str(path.parent / v) for k, v in files.items()}
+    return cfg
 
 
 def _drop_overlong(task_dict: dict[str, Any], tokenizer_path: str, max_length: int) -> dict[str, int]:

@@ -188,7 +188,9 @@ class Study:
         if run == "base" and int(self.sizes.get("base_tokens", 0)) == 0:
             return str(self.sizes["model"])
         if run == "base_large" and not self.sizes.get("large_model"):
-            raise StudyError(f"profile {self.profile!r} has no large_model: weak-to-strong runs are not part of it")
+            raise StudyError(
+                f"profile {self.profile!r} has no large_model: weak-to-strong runs are not part of it"
+            )
         if run == "base_large" and int(self.sizes.get("base_tokens", 0)) == 0:
             return str(self.sizes["large_model"])
         return str(self.run_dir(run) / "final")

@@ -699,6 +699,7 @@ def report_part(study: Study, n_docs: int = 3) -> dict[str, Any]:
     import torch
 
     from rho.data.shards import TokenShard
+    from rho.environment import environment
     from rho.report import render_token_html, scorecard, write_scorecard
     from rho.selection import topk_mask
     from rho.study.probes import token_losses
@@ -749,6 +750,7 @@ def report_part(study: Study, n_docs: int = 3) -> dict[str, Any]:
     status_counts = card["status"].value_counts().to_dict()
     metrics = {
         "profile": study.profile,
+        "environment": environment("cuda" if torch.cuda.is_available() else "cpu"),
         "scorecard": status_counts,
         **{
             k: (None if isinstance(v, float) and not np.isfinite(v) else v)  # NaN is not JSON: null

@@ -32,6 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rho.data.shards import TokenShard
+from rho.environment import environment
 from rho.io import read_json, write_json_atomic
 from rho.loss import selected_loss_sum, token_loss
 from rho.models import ModelError, build_model, check_vocab, count_parameters, is_preset, preset_config
@@ -158,6 +159,7 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> TrainResult:
     if ctx.is_main:
         rundir.mark(out)
         write_json_atomic(out / "config.json", cfg.to_dict())
+        write_json_atomic(out / "environment.json", environment(ctx.device))
         log.truncate_after(state.step)
     run_info = {"config": cfg.to_dict(), "n_params": count_parameters(unwrap(model))}
 

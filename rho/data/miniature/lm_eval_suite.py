@@ -58,8 +58,10 @@ def _code_items(seed: int, n: int, rng: random.Random) -> list[dict]:
 
 
 def _yaml(task: str, data: Path, body: str) -> str:
+    # The data file is named relative to the YAML (no absolute path: the world's bytes do not depend
+    # on where it is built); rho.evaluate.run_lm_eval resolves it against the YAML's folder.
     return (
-        f"task: {task}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data.resolve()}\n"
+        f"task: {task}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data.name}\n"
         f"test_split: test\n{body}"
     )
 

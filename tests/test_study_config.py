@@ -1,5 +1,6 @@
 """rho.study: params.yaml -> run specs and training configs; bad parameters are refused."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ def test_repo_params_resolve_for_every_profile():
     for profile in ("smoke", "mini", "gpu", "paper"):
         study = Study.load(ROOT / "params.yaml", profile=profile)
         assert study.profile == profile
-        assert study.world_dir == ROOT / "data" / profile
+        assert study.world_dir.resolve() == ROOT / "data" / profile
         assert len(study.run_names) == len(set(study.run_names)) >= 10
 
 
@@ -51,8 +52,8 @@ def test_train_config_of_a_combined_self_reference_run():
         0.7,
         "intersection",
     )
-    assert cfg.scores == str(ROOT / "scores" / "smoke" / "self_owm")
-    assert cfg.model == str(ROOT / "runs" / "smoke" / "base" / "final")
+    assert Path(cfg.scores).resolve() == ROOT / "scores" / "smoke" / "self_owm"
+    assert Path(cfg.model).resolve() == ROOT / "runs" / "smoke" / "base" / "final"
     assert cfg.max_tokens == study.sizes["cpt_tokens"]
     assert cfg.snapshot_every_tokens == study.sizes["cpt_tokens"] // study.sizes["snapshots"]
     clm = study.train_config("math_clm")
@@ -104,3 +105,26 @@ def test_unknown_run_names_the_known_ones():
     study = Study.load(ROOT / "params.yaml", profile="smoke")
     with pytest.raises(StudyError, match="math_clm"):
         study.run_spec("nope")
+
+
+def test_paths_are_relative_inside_the_repository(monkeypatch, tmp_path) -> None:
+    """Run from the repository root, a study's paths are relative: what runs record (configs, logs)
+    is the same in every clone; from elsewhere they stay absolute."""
+    monkeypatch.chdir(ROOT)
+    study = Study.load("params.yaml", profile="smoke")
+    assert study.root == Path(".") and study.run_dir("base") == Path("runs/smoke/base")
+    assert study.train_config("math_slm").out_dir == "runs/smoke/math_slm"
+    monkeypatch.chdir(tmp_path)
+    assert Study.load(ROOT / "params.yaml", profile="smoke").root == ROOT
+
+
+def test_num_threads_pins_torch_threads(monkeypatch) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    try:
+        Study.load(ROOT / "params.yaml", profile="mini")
+        assert torch.get_num_threads() == 2 and os.environ["OMP_NUM_THREADS"] == "2"
+    finally:
+        torch.set_num_threads(before)

@@ -59,7 +59,13 @@ def read_log(path: str | os.PathLike) -> pd.DataFrame:
             records.append(rec)
     if not records:
         raise AnalysisInputError(f"{p} has no records; did the run log any step?")
-    return pd.DataFrame.from_records(records).sort_values("step", kind="stable").reset_index(drop=True)
+    df = pd.DataFrame.from_records(records)
+    timing = p.with_name("timing.jsonl")  # wall-clock times are logged apart (rho.train.metrics.TIMING_LOG)
+    if timing.is_file() and "step_time_s" not in df.columns:
+        times = pd.read_json(timing, lines=True)
+        if len(times):
+            df = df.merge(times.drop_duplicates("step", keep="last"), on="step", how="left")
+    return df.sort_values("step", kind="stable").reset_index(drop=True)
 
 
 def loss_curves(

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,7 +79,23 @@ class Study:
             root = root.relative_to(Path.cwd().resolve())  # what runs record is the same in any clone
         study = cls(params=params, root=root)
         study.validate()
+        study.pin_threads()
         return study
+
+    def pin_threads(self) -> None:
+        """Set torch's CPU threads to the profile's ``num_threads`` (when set).
+
+        Parallel CPU reductions split their work by thread count, so the same run on machines with
+        different core counts differs in the last bits; a fixed count makes the bytes the same.
+        Applies to torch already imported here and, through ``OMP_NUM_THREADS``, to torch imported
+        later or in child processes (papermill kernels, torchrun workers).
+        """
+        n = self.sizes.get("num_threads")
+        if not n:
+            return
+        os.environ["OMP_NUM_THREADS"] = str(int(n))
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(int(n))
 
     # ----------------------------------------------------------------- checks
     def validate(self) -> None:

@@ -52,7 +52,7 @@ from rho.train.distributed import (
     unwrap,
     wrap_model,
 )
-from rho.train.metrics import JsonlLog, StepStats
+from rho.train.metrics import TIMING_LOG, JsonlLog, StepStats
 from rho.train.objective import Objective, StepSelector
 from rho.train.schedule import lr_at
 
@@ -155,12 +155,15 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> TrainResult:
         ckpt_io.set_rng_state(checkpoint.rng)
         state = checkpoint.trainer
     resumed_from = state.step if checkpoint is not None else None
-    log = JsonlLog(out / "log.jsonl")
+    # log.jsonl holds what the step computed (the same bytes on every re-run); wall-clock times go to
+    # timing.jsonl, which DVC ignores (.dvcignore), so a re-run leaves the run's DVC hash unchanged.
+    log, timing = JsonlLog(out / "log.jsonl"), JsonlLog(out / TIMING_LOG)
     if ctx.is_main:
         rundir.mark(out)
         write_json_atomic(out / "config.json", cfg.to_dict())
         write_json_atomic(out / "environment.json", environment(ctx.device))
         log.truncate_after(state.step)
+        timing.truncate_after(state.step)
     run_info = {"config": cfg.to_dict(), "n_params": count_parameters(unwrap(model))}
 
     def save_checkpoint() -> None:
@@ -239,11 +242,10 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> TrainResult:
             tokens=state.tokens_seen,
             lr=lr,
             grad_norm=grad_norm,
-            tokens_per_s=tokens_per_step / dt,
-            step_time_s=dt,
         )
         if ctx.is_main:
             log.append(record)
+            timing.append({"step": state.step, "step_time_s": dt, "tokens_per_s": tokens_per_step / dt})
         bar.update(1)
         if state.step % cfg.log_every == 0 or state.step == total_steps:
             bar.set_postfix(

@@ -83,6 +83,10 @@ class StepStats:
         return rec
 
 
+#: Per-step wall-clock times (``step``, ``step_time_s``, ``tokens_per_s``), beside ``log.jsonl``.
+TIMING_LOG = "timing.jsonl"
+
+
 class JsonlLog:
     """``log.jsonl``: one JSON object per optimizer step, appended and flushed as it happens."""
 
@@ -115,5 +119,12 @@ class JsonlLog:
 
 
 def read_log(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """All records of a ``log.jsonl``."""
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    """All records of a ``log.jsonl``, each with its wall-clock fields from ``timing.jsonl`` if present."""
+
+    def records(p: Path) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+
+    path = Path(path)
+    timing = path.with_name(TIMING_LOG)
+    times = {r["step"]: r for r in records(timing)} if timing.is_file() else {}
+    return [{**times.get(r.get("step"), {}), **r} for r in records(path)]

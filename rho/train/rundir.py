@@ -31,7 +31,7 @@ from rho.train.config import ConfigError
 MARKER = "rho_run.json"
 MARKER_FORMAT = "rho-run-v1"
 #: Files and folders ``rho.train`` writes directly under ``out_dir`` (atomically, via temp names).
-OWN_ENTRIES = ("ckpt", "final", "config.json", "log.jsonl", MARKER)
+OWN_ENTRIES = ("ckpt", "final", "config.json", "log.jsonl", "timing.jsonl", "environment.json", MARKER)
 _TMP = re.compile(r"^\.(?P<name>.+)\.[^.]+\.tmp$")  # tempfile names: .<name>.<random>[<suffix>].tmp
 _OLD = re.compile(r"^\.(?P<name>.+)\.old-\d+$")
 

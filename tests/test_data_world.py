@@ -9,7 +9,7 @@ import pytest
 
 from rho.data.contamination import build_index
 from rho.data.miniature.problems import GSM_HELDOUT
-from rho.data.miniature.world import WorldExistsError, build_world
+from rho.data.miniature.world import WorldExistsError, build_world, world_fingerprint
 from rho.data.provenance import char_labels
 from rho.data.shards import TokenShard
 from rho.data.stats import corpus_table
@@ -30,10 +30,10 @@ def _raw(world: Path, name: str) -> list[dict]:
 
 
 def _fingerprint(world: Path) -> dict:
-    """Hashes of everything a build writes except files that embed absolute paths."""
+    """Hashes of everything a build writes (no file embeds the folder it was built in)."""
     out = {}
     for p in sorted(world.rglob("*")):
-        if p.is_file() and "lm_eval" not in p.parts and p.name != "world.json":
+        if p.is_file():
             out[str(p.relative_to(world))] = sha256_file(p)
     return out
 
@@ -71,6 +71,33 @@ def test_layout_manifest_and_eval_records(world):
     assert len(ids) == sum(12 for _ in tasks)
     unseen = [json.loads(x) for x in (world / "eval" / "gsm_unseen" / "test.jsonl").read_text().splitlines()]
     assert all(int(r["template"].split("gsm")[-1]) in GSM_HELDOUT for r in unseen)
+
+
+def test_smoke_world_equals_the_committed_fingerprint(world):
+    """The world depends only on params, seed and repository files: its fingerprint is pinned."""
+    expected = read_json(Path(__file__).parent / "data" / "world_fingerprints.json")["smoke"]
+    manifest = read_json(world / "world.json")
+    assert "build_seconds" not in manifest  # timings are returned, never stored
+    assert manifest["fingerprint"] == world_fingerprint(manifest)
+    assert manifest["fingerprint"] == expected, (
+        "the smoke world changed: if on purpose (generators, tokenizer, frozen text, lock), re-run the "
+        "study and update tests/data/world_fingerprints.json; otherwise something leaks into the world"
+    )
+
+
+def test_world_refuses_a_general_text_pool_with_another_hash(tmp_path, monkeypatch):
+    from rho.data.miniature import general
+
+    fake = tmp_path / "general_text.jsonl.xz"
+    fake.write_bytes(general.GENERAL_SOURCE.read_bytes()[:-1] + b"\0")
+    monkeypatch.setattr(general, "GENERAL_SOURCE", fake)
+    monkeypatch.setattr("rho.data.miniature.world.GENERAL_SOURCE", fake)
+    general._items.cache_clear()
+    with pytest.raises(general.GeneralSourceError, match="SHA-256"):
+        build_world(tmp_path / "w", "smoke", seed=0, progress=False)
+    assert not (tmp_path / "w" / "world.json").exists()
+    with pytest.raises(general.GeneralSourceError, match="missing"):
+        general.check_general_source(tmp_path / "absent.xz")
 
 
 def test_same_seed_same_bytes_other_seed_differs(world, tmp_path):
@@ -207,13 +234,18 @@ def test_tokenizer_folder_roundtrips(world):
 
 
 def test_lm_eval_suite_loads(world):
-    from lm_eval.tasks import TaskManager
+    from lm_eval.tasks import TaskManager, get_task_dict
+
+    from rho.evaluate.harness import local_task_config
 
     assert sorted(p.stem for p in (world / "eval" / "lm_eval").glob("*.yaml")) == sorted(
         ["rho_code_next", "rho_prose_next", "rho_prose_ppl"]
     )
-    tm = TaskManager(include_path=str(world / "eval" / "lm_eval"))
-    tasks = tm.load_task_or_group(["rho_prose_next", "rho_code_next", "rho_prose_ppl"])
+    # the YAMLs name their data relative to themselves; rho reads them as data and resolves it
+    names = ["rho_prose_next", "rho_code_next", "rho_prose_ppl"]
+    configs = [local_task_config(world / "eval" / "lm_eval", n) for n in names]
+    assert all(Path(c["dataset_kwargs"]["data_files"]["test"]).is_file() for c in configs)
+    tasks = get_task_dict(configs, TaskManager())
     by_name = {t.config.task: t for t in tasks.values()}
     mc = by_name["rho_prose_next"]
     docs = list(mc.test_docs())

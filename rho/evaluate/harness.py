@@ -19,7 +19,7 @@ import pandas as pd
 from rho.evaluate.results import COLUMNS, binomial_stderr
 from rho.io import atomic_path
 
-__all__ = ["PAPER_GENERAL_TASKS", "HarnessError", "run_lm_eval", "tidy_lm_eval"]
+__all__ = ["PAPER_GENERAL_TASKS", "HarnessError", "local_task_config", "run_lm_eval", "tidy_lm_eval"]
 
 #: lm-eval task names for the paper's general evaluation (Appendix E.2).
 PAPER_GENERAL_TASKS = (
@@ -116,7 +116,7 @@ def run_lm_eval(
     except ImportError as exc:
         raise HarnessError("lm-evaluation-harness is not installed: pip install 'rho[eval]'") from exc
     tm = TaskManager()
-    specs = [_local_task(include_path, t) or t for t in names]
+    specs = [local_task_config(include_path, t) or t for t in names]
     unknown = [t for t in specs if isinstance(t, str) and t not in tm.all_tasks]
     if unknown:
         raise HarnessError(f"lm-eval does not know task(s) {unknown}; check the names or include_path")
@@ -145,7 +145,7 @@ def run_lm_eval(
     return table
 
 
-def _local_task(include_path: str | os.PathLike | None, name: str) -> dict[str, Any] | None:
+def local_task_config(include_path: str | os.PathLike | None, name: str) -> dict[str, Any] | None:
     """The config of task ``name`` from ``<include_path>/<name>.yaml``, or None if there is none.
 
     The YAML is read as plain data (``yaml.safe_load``: a ``!function`` tag, which would import

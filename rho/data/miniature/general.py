@@ -64,11 +64,14 @@ def is_heldout(source: str) -> bool:
     return int(hashlib.sha1(source.encode()).hexdigest(), 16) % 20 == 0
 
 
-def check_general_source(path: Path = GENERAL_SOURCE, expected: str = GENERAL_SOURCE_SHA256) -> str:
-    """Return the SHA-256 of ``path`` after checking it equals ``expected``.
+def check_general_source(path: Path | None = None, expected: str | None = None) -> str:
+    """Return the SHA-256 of ``path`` (default :data:`GENERAL_SOURCE`) after checking it equals
+    ``expected`` (default :data:`GENERAL_SOURCE_SHA256`).
 
     Raises :class:`GeneralSourceError` naming the file, both hashes and the fix.
     """
+    path = GENERAL_SOURCE if path is None else Path(path)
+    expected = GENERAL_SOURCE_SHA256 if expected is None else expected
     if not path.is_file():
         raise GeneralSourceError(
             f"the frozen general-text pool {path} is missing; restore it from git "

@@ -427,12 +427,17 @@ class _Loop:
             for key, _ in self.sel.select(max(0.0, timeout)):
                 if self.signalled:
                     break
-                if key.data == "listen":
-                    self._accept()
-                elif key.data == "pending":
-                    self._read(key.fileobj)
-                else:
-                    self._client_message(key.data, key.fileobj)
+                try:
+                    if key.data == "listen":
+                        self._accept()
+                    elif key.data == "pending":
+                        self._read(key.fileobj)
+                    else:
+                        self._client_message(key.data, key.fileobj)
+                except Exception:  # noqa: BLE001 - one bad connection never stops the server
+                    traceback.print_exc()
+                    if key.fileobj in self.pending:
+                        self._drop(key.fileobj)
                 last = time.monotonic()
             if self._reap():
                 last = time.monotonic()

@@ -162,6 +162,22 @@ def test_server_refuses_a_socket_directory_others_can_enter(tmp_path):
     assert not (shared / "rho.sock").exists()
 
 
+def test_sigterm_stops_the_server_and_its_stages(served, tmp_path):
+    sock, proc = served
+    pidfile = tmp_path / "pid"
+    client = subprocess.Popen(
+        [sys.executable, "-c", CLIENT, "sleep", str(pidfile)], cwd=ROOT, env=_env(RHO_STUDY_SERVER=str(sock))
+    )
+    _wait_for(lambda: pidfile.exists() and pidfile.read_text(), "the stage did not start")
+    stage = int(pidfile.read_text())
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0 and not sock.exists()
+    assert (
+        client.wait(timeout=30) == 128 + signal.SIGTERM
+    )  # the stage got SIGTERM, its status reached the client
+    assert not Path(f"/proc/{stage}").exists()
+
+
 # ----------------------------------------------------------------------- peer credentials
 def test_server_drops_connections_of_another_uid(tmp_path):
     sock = tmp_path / "run" / "s.sock"

@@ -390,10 +390,15 @@ class _Loop:
         self.running: dict[int, _Running] = {}
         self.stop = False
         self.signalled = False
+        self.wake_r, self.wake_w = os.pipe()  # a signal wakes the select() through this pipe
+        os.set_blocking(self.wake_w, False)
+        self.sel.register(self.wake_r, selectors.EVENT_READ, "wake")
 
     def on_signal(self, signum: int, _frame: Any) -> None:
         """SIGTERM/SIGINT of the server: stop taking stages; running ones get SIGTERM and their grace."""
         self.signalled = True
+        with contextlib.suppress(OSError):
+            os.write(self.wake_w, b"!")
 
     def _on_signalled(self) -> None:
         self.signalled = False
@@ -428,7 +433,9 @@ class _Loop:
                 if self.signalled:
                     break
                 try:
-                    if key.data == "listen":
+                    if key.data == "wake":
+                        os.read(self.wake_r, 64)
+                    elif key.data == "listen":
                         self._accept()
                     elif key.data == "pending":
                         self._read(key.fileobj)
@@ -563,6 +570,8 @@ class _Loop:
                 for fd in q.fds:
                     os.close(fd)
             self.sel.close()
+            os.close(self.wake_r)
+            os.close(self.wake_w)
             conn.close()
             if self.listener is not None:
                 self.listener.close()
@@ -657,6 +666,8 @@ class _Loop:
             if run.conn is not None:
                 run.conn.close()
         self.sel.close()
+        os.close(self.wake_r)
+        os.close(self.wake_w)
 
 
 def _die_with_parent(parent: int) -> None:

@@ -478,3 +478,12 @@ def test_the_miniature_lm_eval_suite_is_plain_data(tmp_path):
 
     names = write_lm_eval_suite(tmp_path, seed=0, n_items=8)
     assert sorted(p.stem for p in check_task_dir(tmp_path)) == sorted(names)
+
+
+def test_a_task_yaml_that_is_not_utf8_is_named(tmp_path):
+    from rho.evaluate.harness import HarnessError, run_lm_eval
+
+    tasks = _task_dir(tmp_path, "")
+    (tasks / "bad.yaml").write_bytes(b"task: \xff\xfe\n")
+    with pytest.raises(HarnessError, match=r"bad\.yaml: not valid UTF-8 YAML"):
+        run_lm_eval(tmp_path / "model", "toy", include_path=tasks)

@@ -53,15 +53,18 @@ def check_task_file(path: str | os.PathLike, root: str | os.PathLike | None = No
     """Parse one task YAML without tags and refuse code keys and ``include:`` outside ``root``."""
     path = Path(path)
     root = Path(root).resolve() if root is not None else path.resolve().parent
-    with open(path, encoding="utf-8") as f:
-        loader = _NoTagsLoader(f)
-        loader.name = str(path)
-        try:
-            doc = loader.get_single_data()
-        except yaml.YAMLError as exc:
-            raise UnsafeTaskError(f"{path}: not valid YAML: {exc}") from None
-        finally:
-            loader.dispose()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UnsafeTaskError(f"{path}: not valid UTF-8 YAML: {exc}") from None
+    loader = _NoTagsLoader(text)
+    loader.name = str(path)
+    try:
+        doc = loader.get_single_data()
+    except yaml.YAMLError as exc:
+        raise UnsafeTaskError(f"{path}: not valid YAML: {exc}") from None
+    finally:
+        loader.dispose()
     _walk(doc, path, root)
     return doc
 

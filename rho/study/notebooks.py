@@ -70,7 +70,7 @@ def _stop_kernel(km: object) -> None:
     The kernel is killed directly, not through jupyter's event loop: after an interrupt that loop
     still holds the interrupted cell's wait, and nbclient leaves a kernel it did not create running.
     """
-    proc = getattr(getattr(km, "provisioner", None), "process", None)
+    proc = getattr(getattr(km, "provisioner", None), "process", None) or getattr(km, "kernel", None)
     if proc is None:
         return
     with contextlib.suppress(OSError):

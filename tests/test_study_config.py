@@ -82,16 +82,56 @@ def test_paper_profile_continues_the_released_model():
     ("edit", "message"),
     [
         (lambda p: p.update(profile="huge"), "unknown profile 'huge'"),
-        (lambda p: p["slm_runs"]["math_slm"].update(ratio=0.5), "unknown fields"),
+        (lambda p: p["slm_runs"]["math_slm"].update(ratio=0.5), r"unknown key `slm_runs\.math_slm\.ratio`"),
         (lambda p: p["slm_runs"]["math_slm"].update(scorer="rm_nowhere"), "not in params.yaml `scorers`"),
-        (lambda p: p["clm_runs"]["math_clm"].update(corpus="web"), "corpus must be"),
+        (
+            lambda p: p["clm_runs"]["math_clm"].update(corpus="web"),
+            r"`clm_runs\.math_clm\.corpus` must be one of owm",
+        ),
         (
             lambda p: p["clm_runs"].update(reference={"part": "x", "corpus": "owm", "base": "base"}),
             "reserved",
         ),
-        (lambda p: p.pop("scorers"), "lacks the `scorers` section"),
-        (lambda p: p["profiles"]["mini"].pop("lr"), "needs `lr:"),
-        (lambda p: p["profiles"]["mini"]["lr"].update(cpt=3.0), r"must be in \(0, 1\)"),
+        (lambda p: p.pop("scorers"), "`scorers` is missing"),
+        (lambda p: p["profiles"]["mini"].pop("lr"), r"`profiles\.mini\.lr` is missing"),
+        (
+            lambda p: p["profiles"]["mini"]["lr"].update(cpt=3.0),
+            r"`profiles\.mini\.lr\.cpt` must be a number > 0 and < 1",
+        ),
+        # issue 14: typos and bad values anywhere in the file, named with the nearest valid key
+        (
+            lambda p: p["profiles"]["mini"].update(eval_limt=4),
+            r"`profiles\.mini\.eval_limt`; did you mean `eval_limit`",
+        ),
+        (lambda p: p["slm"].update(ratoi=0.5), r"`slm\.ratoi`; did you mean `ratio`"),
+        (lambda p: p["cpt"].update(weight_decy=0.1), r"`cpt\.weight_decy`; did you mean `weight_decay`"),
+        (lambda p: p.update(sead=1), r"unknown key `sead`; did you mean `seed`"),
+        (lambda p: p["slm"].update(ratio=1.5), r"`slm\.ratio` must be a number > 0 and <= 1, got 1\.5"),
+        (lambda p: p["slm"].update(score="exces"), r"`slm\.score` must be one of excess"),
+        (lambda p: p["profiles"]["gpu"].pop("block_size"), r"`profiles\.gpu\.block_size` is missing"),
+        (
+            lambda p: p["profiles"]["paper"].update(checkpoints=0),
+            r"`profiles\.paper\.checkpoints` must be an integer >= 1, got 0",
+        ),
+        (
+            lambda p: p["profiles"]["smoke"].update(block_size="64"),
+            r"`profiles\.smoke\.block_size` must be an integer",
+        ),
+        (
+            lambda p: p["profiles"]["smoke"].update(eval_limit=True),
+            r"`profiles\.smoke\.eval_limit` must be an integer",
+        ),
+        (
+            lambda p: p["reference"].update(epochs=2.5),
+            r"`reference\.epochs` must be an integer >= 1, got 2\.5",
+        ),
+        (lambda p: p["profiles"].update({"../x": p["profiles"]["mini"]}), r"names must be letters"),
+        (
+            lambda p: p["clm_runs"].update({"a/b": p["clm_runs"]["math_clm"]}),
+            r"`clm_runs\.a/b`: names must be",
+        ),
+        (lambda p: p["slm_variants"]["self_inter"].pop("ratio2"), "set `score2` and `ratio2` together"),
+        (lambda p: p.update(slm=[0.6]), r"`slm` must be a mapping"),
     ],
 )
 def test_bad_parameters_are_refused_with_the_fix(tmp_path, edit, message):
@@ -99,6 +139,23 @@ def test_bad_parameters_are_refused_with_the_fix(tmp_path, edit, message):
     edit(params)
     with pytest.raises(StudyError, match=message):
         Study.load(_write(tmp_path, params))
+
+
+def test_every_profile_is_checked_not_only_the_active_one(tmp_path):
+    params = _params()
+    params["profiles"]["paper"]["max_new_tokns"] = 512
+    with pytest.raises(StudyError, match=r"profiles\.paper\.max_new_tokns.*`max_new_tokens`"):
+        Study.load(_write(tmp_path, params), profile="smoke")
+
+
+def test_optional_keys_may_be_left_out(tmp_path):
+    params = _params()
+    for key in ("snapshots", "checkpoints", "launcher", "eval_limit", "base_tokens", "dynamics_blocks"):
+        params["profiles"]["smoke"].pop(key)
+    params.pop("seed")
+    params["slm"].pop("scope")
+    study = Study.load(_write(tmp_path, params), profile="smoke")
+    assert study.seed == 0 and study.sizes.get("eval_limit") is None
 
 
 def test_unknown_run_names_the_known_ones():

@@ -44,7 +44,7 @@ def test_paper_weak_to_strong_is_llama2_7b_scored_by_the_1b_reference():
 
 def test_paper_7b_is_tables_1_mistral_rows():
     study = Study.load(ROOT / "params.yaml", profile="paper_7b")
-    assert study.final_model("base") == MISTRAL and study.world_dir == ROOT / "data" / "paper_7b"
+    assert study.final_model("base") == MISTRAL and study.world_dir.resolve() == ROOT / "data" / "paper_7b"
     clm, slm = study.train_config("math_clm"), study.train_config("math_slm_70")
     assert clm.objective == "clm" and (slm.objective, slm.ratio, slm.score_kind) == ("slm", 0.7, "excess")
     for cfg in (clm, slm):

@@ -110,6 +110,13 @@ def run_lm_eval(
         raise HarnessError(
             f"include_path {include_path} is not a directory; point it at the task YAML folder"
         )
+    if include_path is not None:
+        from rho.evaluate.task_yaml import UnsafeTaskError, check_task_dir
+
+        try:
+            check_task_dir(include_path)  # data, never code: no `!function`, `class:`, outside includes
+        except UnsafeTaskError as exc:
+            raise HarnessError(f"refusing the lm-eval task folder {include_path}: {exc}") from None
     try:
         import lm_eval
         from lm_eval.tasks import TaskManager

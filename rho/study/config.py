@@ -30,24 +30,29 @@ from typing import Any
 
 import yaml
 
+from rho.study.schema import NAME_RE, SchemaError, check_params
 from rho.train.config import TrainConfig
 
 SPECIAL_RUNS = ("base", "base_large", "reference")
 RUN_GROUPS = ("clm_runs", "slm_runs", "slm_variants")
-RUN_FIELDS = {
-    "clm_runs": {"part", "corpus", "base"},
-    "slm_runs": {"part", "corpus", "base", "scorer"},
-    "slm_variants": {"part", "corpus", "base", "scorer", "score", "ratio", "score2", "ratio2", "op"},
-}
-REQUIRED_FIELDS = {
-    "clm_runs": {"part", "corpus", "base"},
-    "slm_runs": {"part", "corpus", "base", "scorer"},
-    "slm_variants": {"part", "corpus", "base", "scorer", "score", "ratio"},
-}
 
 
 class StudyError(ValueError):
     """``params.yaml`` names something that does not exist or does not fit together."""
+
+
+def check_name(kind: str, name: str) -> str:
+    """Return ``name`` if it is safe as one path component (``NAME_RE``), else raise :class:`StudyError`.
+
+    Stage arguments such as ``--part`` become folder names under ``results/<profile>/``; a name like
+    ``..``, ``""`` or ``/abs`` would point outside it (and a failed stage removes that folder).
+    """
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise StudyError(
+            f"bad {kind} name {name!r}: use letters, digits, _ or - (it becomes a folder name; "
+            "no '/', '.', or empty names)"
+        )
+    return name
 
 
 @dataclass
@@ -99,10 +104,13 @@ class Study:
 
     # ----------------------------------------------------------------- checks
     def validate(self) -> None:
-        """Check the profile, every run spec and scorer; raise :class:`StudyError` naming the problem."""
-        for key in ("profile", "profiles", "slm", "cpt", "reference", "scorers", *RUN_GROUPS):
-            if key not in self.params:
-                raise StudyError(f"params.yaml lacks the `{key}` section")
+        """Check the whole file against :data:`rho.study.schema.PARAMS` (every key, type and range, all
+        profiles), then the profile, names and cross-references; raise :class:`StudyError` naming the
+        problem and the fix."""
+        try:
+            check_params(self.params)
+        except SchemaError as exc:
+            raise StudyError(str(exc)) from None
         if self.profile not in self.params["profiles"]:
             raise StudyError(
                 f"unknown profile {self.profile!r}; choose one of {sorted(self.params['profiles'])}"
@@ -114,20 +122,10 @@ class Study:
                 if name in SPECIAL_RUNS or name in seen:
                     raise StudyError(f"{where}: the name is reserved or used twice; rename it in params.yaml")
                 seen.add(name)
-                unknown = set(spec) - RUN_FIELDS[group]
-                if unknown:
-                    raise StudyError(
-                        f"{where} has unknown fields {sorted(unknown)}; allowed: {sorted(RUN_FIELDS[group])}"
-                    )
-                missing = REQUIRED_FIELDS[group] - set(spec)
-                if missing:
-                    raise StudyError(f"{where} lacks {sorted(missing)}")
-                if spec["corpus"] not in ("owm", "general", "ppile"):
-                    raise StudyError(f"{where}: corpus must be owm, general or ppile, got {spec['corpus']!r}")
-                if spec["base"] not in ("base", "base_large"):
-                    raise StudyError(f"{where}: base must be base or base_large, got {spec['base']!r}")
                 if "scorer" in spec and spec["scorer"] not in self.params["scorers"]:
                     raise StudyError(f"{where}: scorer {spec['scorer']!r} is not in params.yaml `scorers`")
+                if ("score2" in spec) != ("ratio2" in spec):
+                    raise StudyError(f"{where}: set `score2` and `ratio2` together (and optionally `op`)")
         for name, sc in self.params["scorers"].items():
             if sc.get("model") not in ("reference", *seen):
                 raise StudyError(

@@ -165,3 +165,34 @@ def test_a_failing_stage_leaves_no_partial_results(smoke_repo):
         nb.write_text(original)
     res = _run(["dvc", "repro", "-s", "self_reference"], smoke_repo)
     assert res.returncode == 0, res.stderr[-3000:]
+
+
+PINS = ROOT / "tests" / "data" / "smoke_outputs.json"
+
+
+def _lock_outs(repo: Path) -> dict[str, str]:
+    """``{path: md5}`` of every stage output recorded in ``dvc.lock`` (directories by their tree hash)."""
+    import yaml
+
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    return {
+        o["path"]: o.get("md5") or o.get("hash")
+        for stage in lock["stages"].values()
+        for o in stage.get("outs", [])
+    }
+
+
+def test_smoke_outputs_equal_the_committed_pins(smoke_repo):
+    """A clean smoke run writes exactly the committed bytes: models, scores, evaluations and results.
+
+    Reproducibility is tested, not assumed: any output whose hash differs from
+    ``tests/data/smoke_outputs.json`` is named. After a deliberate change of numerics, rewrite the
+    pins with ``RHO_UPDATE_PINS=1 pytest tests/test_study_smoke.py`` and say why in the commit.
+    """
+    outs = _lock_outs(smoke_repo)
+    if os.environ.get("RHO_UPDATE_PINS") == "1":
+        PINS.write_text(json.dumps(outs, indent=1, sort_keys=True) + "\n")
+    pins = json.loads(PINS.read_text())
+    differ = sorted(p for p in pins.keys() | outs.keys() if pins.get(p) != outs.get(p))
+    assert not differ, f"smoke outputs differ from tests/data/smoke_outputs.json: {differ}"
+

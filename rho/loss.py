@@ -46,7 +46,12 @@ def _check_inputs(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int)
         )
     if labels.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.bool):
         raise LossInputError(f"labels must be integer token ids, got {labels.dtype}")
-    v = logits.shape[-1]
+    _check_labels(labels, logits.shape[-1], ignore_index)
+
+
+def _check_labels(labels: torch.Tensor, v: int, ignore_index: int) -> None:
+    if labels.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.bool):
+        raise LossInputError(f"labels must be integer token ids, got {labels.dtype}")
     bad = (labels != ignore_index) & ((labels < 0) | (labels >= v))
     if bool(bad.any()):
         raise LossInputError(
@@ -140,7 +145,9 @@ def masked_mean(
     no ``denom`` gives a loss of 0 (still connected to the graph).
     """
     if mask.shape != token_losses.shape:
-        raise LossInputError(f"mask {tuple(mask.shape)} does not match token losses {tuple(token_losses.shape)}")
+        raise LossInputError(
+            f"mask {tuple(mask.shape)} does not match token losses {tuple(token_losses.shape)}"
+        )
     total = selected_loss_sum(token_losses, mask)
     if denom is None:
         denom = mask.sum().clamp_min(1).to(total.dtype)
@@ -214,7 +221,9 @@ def reweighted_loss(
     tokens with the largest excess loss.  Returns ``(loss, weights)``.
     """
     if ref_loss.shape != labels.shape:
-        raise LossInputError(f"ref_loss {tuple(ref_loss.shape)} must have the labels' shape {tuple(labels.shape)}")
+        raise LossInputError(
+            f"ref_loss {tuple(ref_loss.shape)} must have the labels' shape {tuple(labels.shape)}"
+        )
     tl = token_loss(logits, labels, ignore_index=ignore_index, chunk_size=chunk_size)
     valid = valid_mask(labels, ref_loss, ignore_index=ignore_index)
     excess = score("excess", train_loss=tl, ref_loss=ref_loss)
@@ -224,3 +233,187 @@ def reweighted_loss(
         raise LossInputError(str(e)) from None
     n_valid = valid.sum().clamp_min(1).to(tl.dtype)
     return torch.where(valid, w * tl, torch.zeros_like(tl)).sum() / n_valid, w
+
+
+# ---------------------------------------------------------------------------- fused linear + CE
+#: Elements of float32 logits one chunk may hold (rows = this // vocab): 32 MiB.
+_LINEAR_CHUNK_ELEMS = 1 << 23
+
+
+def _chunk_rows(chunk_size: int | None, vocab: int) -> int:
+    if chunk_size is None:
+        return max(16, _LINEAR_CHUNK_ELEMS // max(1, vocab))
+    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
+        raise LossInputError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+    return chunk_size
+
+
+def _chunk_logits(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """float32 logits of a chunk of rows, the matmul in the inputs' dtype (as ``lm_head`` does)."""
+    x = h @ weight.t() if bias is None else torch.addmm(bias, h, weight.t())
+    return x.float() if x.dtype != torch.float32 else x
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Per-row cross-entropy of ``hidden @ weight.T (+ bias)`` without ever holding ``[N, V]``.
+
+    Forward keeps the per-row log-sum-exp (``[N]`` float32).  Backward visits only the rows whose
+    upstream gradient is nonzero (the selected tokens of SLM: the sparse backward), recomputes
+    their logits one chunk at a time, and accumulates the head's gradients over those rows only.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, labels, ignore_index: int, rows: int):
+        n = hidden.shape[0]
+        valid = labels != ignore_index
+        safe = torch.where(valid, labels, torch.zeros_like(labels))
+        lse = torch.empty(n, dtype=torch.float32, device=hidden.device)
+        tgt = torch.empty(n, dtype=torch.float32, device=hidden.device)
+        for s in range(0, n, rows):
+            e = min(n, s + rows)
+            x = _chunk_logits(hidden[s:e], weight, bias)
+            tgt[s:e] = x.gather(1, safe[s:e, None]).squeeze(1)
+            lse[s:e] = torch.logsumexp(x, dim=-1)
+            del x
+        loss = torch.where(valid, lse - tgt, torch.zeros_like(lse))
+        ctx.save_for_backward(hidden, weight, bias, safe, valid, lse)
+        ctx.rows = rows
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        hidden, weight, bias, safe, valid, lse = ctx.saved_tensors
+        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        g = torch.where(valid, grad_out.float(), torch.zeros_like(lse))
+        idx = torch.nonzero(g, as_tuple=True)[0]  # rows with an upstream gradient (selected, labelled)
+        dense = idx.numel() == hidden.shape[0]
+        grad_h = torch.zeros_like(hidden) if need_h else None
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
+        grad_b = torch.zeros(weight.shape[0], dtype=torch.float32, device=weight.device) if need_b else None
+        rows = ctx.rows
+        for s in range(0, idx.numel(), rows):
+            e = min(idx.numel(), s + rows)
+            sel = slice(s, e) if dense else idx[s:e]
+            h = hidden[sel]
+            p = _chunk_logits(h, weight, bias)
+            p.sub_(lse[sel, None]).exp_()  # softmax, in place
+            ar = torch.arange(e - s, device=p.device)
+            p[ar, safe[sel]] -= 1.0
+            p.mul_(g[sel, None])
+            gl = p.to(hidden.dtype)
+            del p
+            if need_h:
+                grad_h[sel] = gl @ weight
+            if need_w:
+                if gl.dtype == torch.float32:
+                    grad_w.addmm_(gl.t(), h)
+                else:
+                    grad_w.add_(gl.t() @ h)
+            if need_b:
+                grad_b.add_(gl.float().sum(0))
+        grad_w = grad_w.to(weight.dtype) if need_w else None
+        grad_b = grad_b.to(bias.dtype) if need_b else None
+        return grad_h, grad_w, grad_b, None, None, None
+
+
+def linear_token_loss(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    labels: torch.Tensor,
+    ignore_index: int = -100,
+    chunk_size: int | None = None,
+    bias: torch.Tensor | None = None,
+    backend: str = "torch",
+) -> torch.Tensor:
+    """Per-token float32 cross-entropy ``[B, T]`` straight from the last hidden states.
+
+    Equals ``token_loss(hidden @ weight.T + bias, labels)`` (``hidden [..., H]``, ``weight [V, H]``
+    as in ``lm_head.weight``, ``labels [...]`` aligned, 0 where ignored) but never holds a
+    ``[tokens, V]`` tensor: ``chunk_size`` rows of float32 logits at a time (default: 32 MiB
+    worth).  The matmul runs in the inputs' dtype (under autocast, the autocast dtype, as the
+    model's ``lm_head`` would); softmax and loss in float32.
+
+    **Sparse backward**: the backward visits only tokens whose upstream gradient is nonzero, so
+    with an SLM selection (``torch.where(mask, loss, 0).sum()``, :func:`masked_mean`) the head's
+    gradient costs are proportional to the selected fraction; gradients equal the dense path's.
+
+    ``backend``: ``"torch"`` (this chunked implementation), ``"auto"`` (a CUDA kernel from
+    :mod:`rho.linear_backends` when installed and the inputs are on CUDA, else ``"torch"``), or
+    ``"cce"`` / ``"liger"`` explicitly.
+    """
+    if hidden.dim() < 2 or not hidden.is_floating_point():
+        raise LossInputError(
+            f"hidden must be a float [..., H] tensor, got {hidden.dtype} {tuple(hidden.shape)}"
+        )
+    if weight.dim() != 2 or weight.shape[1] != hidden.shape[-1]:
+        raise LossInputError(
+            f"weight must be [V, H] with H={hidden.shape[-1]} (lm_head.weight), got {tuple(weight.shape)}"
+        )
+    if bias is not None and bias.shape != weight.shape[:1]:
+        raise LossInputError(f"bias must be [V]={weight.shape[0]}, got {tuple(bias.shape)}")
+    if labels.shape != hidden.shape[:-1]:
+        raise LossInputError(
+            f"labels {tuple(labels.shape)} must match hidden {tuple(hidden.shape)} without the hidden dim; "
+            "labels are aligned (labels[:, t] is what position t predicts), no shifting"
+        )
+    v = weight.shape[0]
+    _check_labels(labels, v, ignore_index)
+    rows = _chunk_rows(chunk_size, v)
+    if torch.is_autocast_enabled(hidden.device.type):
+        dt = torch.get_autocast_dtype(hidden.device.type)
+        hidden, weight = hidden.to(dt), weight.to(dt)
+        bias = bias.to(dt) if bias is not None else None
+    elif weight.dtype != hidden.dtype:
+        raise LossInputError(
+            f"hidden ({hidden.dtype}) and weight ({weight.dtype}) dtypes differ outside autocast"
+        )
+    flat_h = hidden.reshape(-1, hidden.shape[-1])
+    flat_y = labels.reshape(-1).long()
+    if backend != "torch":
+        from rho.linear_backends import fused_backend_loss
+
+        out = fused_backend_loss(backend, flat_h, weight, bias, flat_y, ignore_index)
+        if out is not None:
+            return out.view(labels.shape)
+    with torch.autocast(hidden.device.type, enabled=False):
+        out = _LinearCrossEntropy.apply(flat_h, weight, bias, flat_y, ignore_index, rows)
+    return out.view(labels.shape)
+
+
+@torch.no_grad()
+def linear_loss_and_entropy(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    chunk_size: int | None = None,
+    bias: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """No-grad float32 cross-entropy of ``targets`` and entropy of the softmax, per row, from hidden states.
+
+    The scoring counterpart of :func:`linear_token_loss` (same chunking, no ``[N, V]`` tensor).
+    """
+    if targets.shape != hidden.shape[:-1]:
+        raise LossInputError(f"targets {tuple(targets.shape)} do not match hidden {tuple(hidden.shape)}")
+    rows = _chunk_rows(chunk_size, weight.shape[0])
+    if torch.is_autocast_enabled(hidden.device.type):
+        dt = torch.get_autocast_dtype(hidden.device.type)
+        hidden, weight = hidden.to(dt), weight.to(dt)
+        bias = bias.to(dt) if bias is not None else None
+    flat_h = hidden.reshape(-1, hidden.shape[-1])
+    flat_y = targets.reshape(-1).long()
+    n = flat_h.shape[0]
+    loss = torch.empty(n, dtype=torch.float32, device=hidden.device)
+    ent = torch.empty(n, dtype=torch.float32, device=hidden.device)
+    with torch.autocast(hidden.device.type, enabled=False):
+        for s in range(0, n, rows):
+            e = min(n, s + rows)
+            x = _chunk_logits(flat_h[s:e], weight, bias)
+            m = x.amax(-1, keepdim=True)
+            d = x.sub_(m).neg_()  # d = max - x >= 0
+            p = torch.exp(-d)
+            z = p.sum(-1)
+            log_z = torch.log(z)
+            ed = torch.where(p > 0, p * d, torch.zeros_like(d)).sum(-1)
+            loss[s:e] = log_z + d.gather(1, flat_y[s:e, None]).squeeze(1)
+            ent[s:e] = log_z + ed / z
+    return loss.view(targets.shape), ent.view(targets.shape)

@@ -10,12 +10,10 @@ from rho.linear_backends import available, pick
 from rho.loss import (
     LossInputError,
     clm_loss,
-    linear_loss_and_entropy,
     linear_token_loss,
     masked_mean,
     token_loss,
 )
-from rho.scoring import next_token_loss_and_entropy
 from rho.selection import score, topk_mask
 
 
@@ -135,16 +133,6 @@ def test_slm_ratio_one_equals_clm():
     g2 = _grads(clm_loss(hidden @ weight.t(), labels), hidden, weight)
     for a, e in zip(g1, g2, strict=True):
         torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-6)
-
-
-def test_loss_and_entropy_match_the_logits_path():
-    hidden, weight, _, labels = _inputs(b=2, t=6, h=16, v=33)
-    tgt = labels.clamp_min(0)
-    with torch.no_grad():
-        want_l, want_h = next_token_loss_and_entropy(hidden @ weight.t(), tgt)
-    got_l, got_h = linear_loss_and_entropy(hidden.detach(), weight.detach(), tgt, chunk_size=5)
-    torch.testing.assert_close(got_l, want_l, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(got_h, want_h, rtol=1e-5, atol=1e-5)
 
 
 def test_bad_inputs_say_what_to_fix():

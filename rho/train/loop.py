@@ -32,8 +32,9 @@ import torch
 from tqdm.auto import tqdm
 
 from rho.data.shards import TokenShard
+from rho.head import HeadLoss
 from rho.io import read_json, write_json_atomic
-from rho.loss import selected_loss_sum, token_loss
+from rho.loss import selected_loss_sum
 from rho.models import ModelError, build_model, check_vocab, count_parameters, is_preset, preset_config
 from rho.scoring import ReferenceScores, load_scores
 from rho.train import checkpoint as ckpt_io
@@ -176,10 +177,19 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> TrainResult:
     def autocast() -> contextlib.AbstractContextManager:
         return torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=use_bf16)
 
+    # Per-token losses straight from the last hidden states and the head's weight when the head is
+    # a plain linear layer (rho.head): no [tokens, vocab] logits, and a backward that skips the
+    # tokens with zero weight.  Otherwise (or fused_loss=off) from the model's logits.
+    head_loss = HeadLoss(
+        model,
+        cfg.fused_loss,
+        chunk_size=cfg.chunk_size,
+        sharded=ctx.parallel == "fsdp" and ctx.is_distributed,
+    )
+
     def per_token_loss(batch: Batch) -> torch.Tensor:
         with autocast():
-            logits = model(input_ids=batch.input_ids).logits
-        return token_loss(logits, batch.labels, chunk_size=cfg.chunk_size)
+            return head_loss(model, batch.input_ids, batch.labels)
 
     record: dict[str, Any] = {}
     bar = tqdm(total=total_steps, initial=state.step, unit="step", disable=not (ctx.is_main and cfg.progress))

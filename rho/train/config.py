@@ -23,7 +23,7 @@ import yaml
 OBJECTIVES = ("clm", "slm", "reweight")
 SCORE_KINDS = ("excess", "ref_loss", "ref_entropy")
 COMBINE_OPS = ("intersection", "union")
-SCOPES = ("global", "micro")
+SCOPES = ("global", "micro", "dp", "carry")
 FUSED_LOSS_MODES = ("auto", "off")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16")
@@ -119,6 +119,10 @@ class TrainConfig:
         _choice("score_kind", self.score_kind, SCORE_KINDS)
         _choice("combine_op", self.combine_op, COMBINE_OPS)
         _choice("selection_scope", self.selection_scope, SCOPES)
+        if self.selection_scope in ("dp", "carry") and self.score_kind2 is not None:
+            raise ConfigError(
+                f"selection_scope={self.selection_scope} ranks one score; with score_kind2 use global or micro"
+            )
         _choice("fused_loss", self.fused_loss, FUSED_LOSS_MODES)
         _choice("device", self.device, DEVICES)
         _choice("dtype", self.dtype, DTYPES)

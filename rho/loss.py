@@ -60,6 +60,13 @@ def _check_labels(labels: torch.Tensor, v: int, ignore_index: int) -> None:
         )
 
 
+def _logsumexp_(x: torch.Tensor) -> torch.Tensor:
+    """Row-wise log-sum-exp of a float32 ``[n, V]`` tensor that it overwrites (no temporaries)."""
+    m = x.amax(dim=-1, keepdim=True)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))  # all -inf rows: lse = -inf, not NaN
+    return torch.log(x.sub_(m).exp_().sum(-1)).add_(m.squeeze(-1))
+
+
 class _ChunkedCrossEntropy(torch.autograd.Function):
     """Per-row cross-entropy over ``[N, V]`` logits, one chunk of rows in float32 at a time.
 
@@ -77,9 +84,9 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         lse = torch.empty(n, dtype=torch.float32, device=logits.device)
         for s in range(0, n, chunk_size):
             e = min(n, s + chunk_size)
-            x = logits[s:e].float()
-            lse_c = torch.logsumexp(x, dim=-1)
+            x = logits[s:e].to(torch.float32, copy=True)
             tgt = x.gather(1, safe[s:e, None]).squeeze(1)
+            lse_c = _logsumexp_(x)
             lse[s:e] = lse_c
             loss[s:e] = torch.where(valid[s:e], lse_c - tgt, torch.zeros_like(lse_c))
             del x
@@ -98,10 +105,11 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         grad = torch.empty_like(logits)
         for s in range(0, n, cs):
             e = min(n, s + cs)
-            p = torch.exp(logits[s:e].float() - lse[s:e, None])
+            p = logits[s:e].to(torch.float32, copy=True)
+            p.sub_(lse[s:e, None]).exp_()  # softmax, in place
             p.scatter_add_(1, safe[s:e, None], torch.full((e - s, 1), -1.0, device=p.device))
             p.mul_(g_rows[s:e, None])
-            grad[s:e] = p.to(grad.dtype)
+            grad[s:e].copy_(p)
             del p
         return grad, None, None, None
 
@@ -271,9 +279,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
         tgt = torch.empty(n, dtype=torch.float32, device=hidden.device)
         for s in range(0, n, rows):
             e = min(n, s + rows)
-            x = _chunk_logits(hidden[s:e], weight, bias)
+            x = _chunk_logits(hidden[s:e], weight, bias)  # a fresh tensor: overwritten below
             tgt[s:e] = x.gather(1, safe[s:e, None]).squeeze(1)
-            lse[s:e] = torch.logsumexp(x, dim=-1)
+            lse[s:e] = _logsumexp_(x)
             del x
         loss = torch.where(valid, lse - tgt, torch.zeros_like(lse))
         ctx.save_for_backward(hidden, weight, bias, safe, valid, lse)

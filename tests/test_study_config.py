@@ -96,3 +96,13 @@ def test_unknown_run_names_the_known_ones():
     study = Study.load(ROOT / "params.yaml", profile="smoke")
     with pytest.raises(StudyError, match="math_clm"):
         study.run_spec("nope")
+
+
+def test_selection_scope_carry_only_where_gradients_accumulate():
+    for profile in ("smoke", "mini", "gpu", "paper"):
+        study = Study.load(ROOT / "params.yaml", profile=profile)
+        want = "carry" if int(study.sizes["grad_accum"]) > 1 else "global"
+        assert study.train_config("math_slm").selection_scope == want, profile
+    paper = Study.load(ROOT / "params.yaml", profile="paper")
+    combined = [r for r in paper.run_names if "score2" in paper.run_spec(r)]
+    assert combined and all(paper.train_config(r).selection_scope == "global" for r in combined)

@@ -285,7 +285,7 @@ class Study:
             model=self.final_model(base), train_shard=str(self.shard(spec["corpus"])),
             out_dir=str(self.run_dir(run)), objective=spec["objective"], max_tokens=tokens, ckpt_every_tokens=self._ckpt_every(tokens), lr=lr,
             min_lr=min_lr, snapshot_every_tokens=self._snapshot_every(tokens),
-            selection_scope=str(self.params["slm"].get("scope", "global")), **common,
+            selection_scope=str(z.get("selection_scope") or self.params["slm"].get("scope", "global")), **common,
         )
         if spec["objective"] != "clm":
             kwargs.update(
@@ -297,4 +297,6 @@ class Study:
                     score_kind2=str(spec["score2"]), ratio2=float(spec["ratio2"]),
                     combine_op=str(spec.get("op", "intersection")),
                 )
+                if kwargs["selection_scope"] in ("dp", "carry"):  # two-score selections rank globally
+                    kwargs["selection_scope"] = "global"
         return TrainConfig(**kwargs)

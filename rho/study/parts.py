@@ -128,6 +128,17 @@ def selected_fraction(study: Study, run: str) -> float:
     return float(log[col].mean())
 
 
+def run_step_time_ratio(study: Study, slm_run: str, clm_run: str) -> float | None:
+    """SLM / CLM median step time of two runs from their logs (C13); None if a log lacks step times."""
+    from rho.analysis import step_time_ratio
+    from rho.analysis.errors import AnalysisInputError
+
+    try:
+        return step_time_ratio(study.run_dir(slm_run), study.run_dir(clm_run))
+    except AnalysisInputError:
+        return None
+
+
 # ------------------------------------------------------------------ 01 data
 def data_part(study: Study) -> dict[str, Any]:
     """Build the world; corpus table (documents, tokens, noise share by kind) and a figure."""
@@ -297,6 +308,7 @@ def math_cpt_part(study: Study) -> dict[str, Any]:
         "slm_tokens_to_clm_final": reach,
         "selected_frac": selected_fraction(study, main_slm),
         "target_ratio": float(study.run_spec(main_slm)["ratio"]),
+        "step_time_ratio": run_step_time_ratio(study, main_slm, clm),
     }
     write_measured(study, "math_cpt", measured)
     return {"table": table, "average": avg, "curves": curves, "figure": fig, "measured": measured}

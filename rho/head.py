@@ -60,7 +60,9 @@ class HeadLoss:
 
     ``mode="auto"`` uses the fused path when :func:`linear_head` finds a plain linear head, the
     model is not FSDP-sharded, and the one-time probe agrees; ``"off"`` always uses the logits.
-    ``backend`` is passed to :func:`~rho.loss.linear_token_loss`.
+    ``backend`` and ``uniform_grad`` (True when every labelled token will get the same weight, as
+    in CLM: the fused backward then costs what the dense one does) are passed to
+    :func:`~rho.loss.linear_token_loss`.
     """
 
     def __init__(
@@ -70,11 +72,13 @@ class HeadLoss:
         chunk_size: int | None = None,
         sharded: bool = False,
         backend: str = "auto",
+        uniform_grad: bool = False,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"fused_loss must be one of {MODES}, got {mode!r}")
         self.chunk_size = chunk_size
         self.backend = backend
+        self.uniform_grad = uniform_grad
         self.head = linear_head(model) if mode == "auto" and not sharded else None
         self._checked = False
         self.reason = "fused_loss=off" if mode == "off" else None
@@ -132,5 +136,11 @@ class HeadLoss:
             return token_loss(logits, labels, chunk_size=self.chunk_size)
         assert self.head is not None
         return linear_token_loss(
-            h, self.head.weight, labels, chunk_size=self.chunk_size, bias=self.head.bias, backend=self.backend
+            h,
+            self.head.weight,
+            labels,
+            chunk_size=self.chunk_size,
+            bias=self.head.bias,
+            backend=self.backend,
+            uniform_grad=self.uniform_grad,
         )

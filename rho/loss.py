@@ -262,29 +262,72 @@ def _chunk_logits(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     return x.float() if x.dtype != torch.float32 else x
 
 
+def _head_grads_(
+    p: torch.Tensor,
+    h: torch.Tensor,
+    weight: torch.Tensor,
+    safe: torch.Tensor,
+    scale: torch.Tensor,
+    grad_h: torch.Tensor | None,
+    grad_w: torch.Tensor | None,
+    grad_b: torch.Tensor | None,
+    rows: slice | torch.Tensor,
+) -> None:
+    """Turn a chunk's softmax ``p`` into ``(p - onehot) * scale`` and add the head's gradients."""
+    ar = torch.arange(p.shape[0], device=p.device)
+    p[ar, safe] -= 1.0
+    p.mul_(scale[:, None])
+    gl = p.to(h.dtype)
+    if grad_h is not None:
+        grad_h[rows] = gl @ weight
+    if grad_w is not None:
+        if gl.dtype == torch.float32:
+            grad_w.addmm_(gl.t(), h)
+        else:
+            grad_w.add_(gl.t() @ h)
+    if grad_b is not None:
+        grad_b.add_(gl.float().sum(0))
+
+
 class _LinearCrossEntropy(torch.autograd.Function):
     """Per-row cross-entropy of ``hidden @ weight.T (+ bias)`` without ever holding ``[N, V]``.
 
     Forward keeps the per-row log-sum-exp (``[N]`` float32).  Backward visits only the rows whose
     upstream gradient is nonzero (the selected tokens of SLM: the sparse backward), recomputes
     their logits one chunk at a time, and accumulates the head's gradients over those rows only.
+
+    With ``precompute`` the forward also computes the gradients for a *uniform* upstream gradient
+    (1 on every labelled row: CLM's case) while it holds each chunk's softmax; if the backward's
+    upstream gradient is indeed one constant on the labelled rows it only scales them (no
+    recomputation: the cost of the dense path), otherwise it recomputes as above.
     """
 
     @staticmethod
-    def forward(ctx, hidden, weight, bias, labels, ignore_index: int, rows: int):
+    def forward(ctx, hidden, weight, bias, labels, ignore_index: int, rows: int, precompute: bool):
         n = hidden.shape[0]
         valid = labels != ignore_index
         safe = torch.where(valid, labels, torch.zeros_like(labels))
         lse = torch.empty(n, dtype=torch.float32, device=hidden.device)
         tgt = torch.empty(n, dtype=torch.float32, device=hidden.device)
+        units = None
+        if precompute:
+            units = (
+                torch.zeros_like(hidden),
+                torch.zeros(weight.shape, dtype=torch.float32, device=weight.device),
+                torch.zeros(weight.shape[0], dtype=torch.float32, device=weight.device) if bias is not None else None,
+            )
         for s in range(0, n, rows):
             e = min(n, s + rows)
             x = _chunk_logits(hidden[s:e], weight, bias)  # a fresh tensor: overwritten below
             tgt[s:e] = x.gather(1, safe[s:e, None]).squeeze(1)
-            lse[s:e] = _logsumexp_(x)
+            lse[s:e] = _logsumexp_(x)  # x now holds exp(x - max)
+            if units is not None:
+                x.div_(x.sum(-1, keepdim=True))  # softmax
+                _head_grads_(x, hidden[s:e], weight, safe[s:e], valid[s:e].float(), *units, slice(s, e))
             del x
         loss = torch.where(valid, lse - tgt, torch.zeros_like(lse))
         ctx.save_for_backward(hidden, weight, bias, safe, valid, lse)
+        ctx.units = units
         ctx.rows = rows
         return loss
 
@@ -293,6 +336,16 @@ class _LinearCrossEntropy(torch.autograd.Function):
         hidden, weight, bias, safe, valid, lse = ctx.saved_tensors
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
         g = torch.where(valid, grad_out.float(), torch.zeros_like(lse))
+        units, ctx.units = ctx.units, None
+        if units is not None:
+            gv = g[valid]
+            if gv.numel() and bool((gv == gv[0]).all()):  # one constant on every labelled row
+                c = gv[0]
+                grad_h = units[0].mul_(c.to(hidden.dtype)) if need_h else None
+                grad_w = units[1].mul_(c).to(weight.dtype) if need_w else None
+                grad_b = units[2].mul_(c).to(bias.dtype) if need_b else None
+                return grad_h, grad_w, grad_b, None, None, None, None
+            del units
         idx = torch.nonzero(g, as_tuple=True)[0]  # rows with an upstream gradient (selected, labelled)
         dense = idx.numel() == hidden.shape[0]
         grad_h = torch.zeros_like(hidden) if need_h else None
@@ -305,23 +358,11 @@ class _LinearCrossEntropy(torch.autograd.Function):
             h = hidden[sel]
             p = _chunk_logits(h, weight, bias)
             p.sub_(lse[sel, None]).exp_()  # softmax, in place
-            ar = torch.arange(e - s, device=p.device)
-            p[ar, safe[sel]] -= 1.0
-            p.mul_(g[sel, None])
-            gl = p.to(hidden.dtype)
+            _head_grads_(p, h, weight, safe[sel], g[sel], grad_h, grad_w, grad_b, sel)
             del p
-            if need_h:
-                grad_h[sel] = gl @ weight
-            if need_w:
-                if gl.dtype == torch.float32:
-                    grad_w.addmm_(gl.t(), h)
-                else:
-                    grad_w.add_(gl.t() @ h)
-            if need_b:
-                grad_b.add_(gl.float().sum(0))
         grad_w = grad_w.to(weight.dtype) if need_w else None
         grad_b = grad_b.to(bias.dtype) if need_b else None
-        return grad_h, grad_w, grad_b, None, None, None
+        return grad_h, grad_w, grad_b, None, None, None, None
 
 
 def linear_token_loss(
@@ -332,6 +373,7 @@ def linear_token_loss(
     chunk_size: int | None = None,
     bias: torch.Tensor | None = None,
     backend: str = "torch",
+    uniform_grad: bool = False,
 ) -> torch.Tensor:
     """Per-token float32 cross-entropy ``[B, T]`` straight from the last hidden states.
 
@@ -344,6 +386,12 @@ def linear_token_loss(
     **Sparse backward**: the backward visits only tokens whose upstream gradient is nonzero, so
     with an SLM selection (``torch.where(mask, loss, 0).sum()``, :func:`masked_mean`) the head's
     gradient costs are proportional to the selected fraction; gradients equal the dense path's.
+
+    ``uniform_grad=True`` is a speed hint for CLM-like use (every labelled token gets the same
+    weight): the forward then also computes the gradients while it holds each chunk's softmax,
+    and the backward only scales them (the dense path's cost: no recomputation), keeping a
+    ``[V, H]`` float32 buffer until the backward.  If the upstream gradient turns out not to be
+    uniform, the backward recomputes as usual; results are the same either way.
 
     ``backend``: ``"torch"`` (this chunked implementation), ``"auto"`` (a CUDA kernel from
     :mod:`rho.linear_backends` when installed and the inputs are on CUDA, else ``"torch"``), or
@@ -384,5 +432,6 @@ def linear_token_loss(
         if out is not None:
             return out.view(labels.shape)
     with torch.autocast(hidden.device.type, enabled=False):
-        out = _LinearCrossEntropy.apply(flat_h, weight, bias, flat_y, ignore_index, rows)
+        precompute = uniform_grad and torch.is_grad_enabled() and (flat_h.requires_grad or weight.requires_grad)
+        out = _LinearCrossEntropy.apply(flat_h, weight, bias, flat_y, ignore_index, rows, precompute)
     return out.view(labels.shape)

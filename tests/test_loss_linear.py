@@ -175,3 +175,31 @@ def test_cuda_backends_equal_dense_bf16(backend):
     gf = _grads(masked_mean(fused, mask), hidden, weight)
     for a, e in zip(gf, gd, strict=True):
         torch.testing.assert_close(a.float(), e.float(), rtol=5e-2, atol=5e-3)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_uniform_grad_hint_skips_the_recomputation_and_stays_exact(monkeypatch, bias):
+    hidden, weight, b, labels = _inputs(b=3, t=9, h=16, v=40, seed=7, bias=bias)
+    dense = _dense(hidden, weight, b, labels)
+    gd = _grads(masked_mean(dense, labels != -100), hidden, weight, b)
+    rows_seen = []
+    real = loss_mod._chunk_logits
+
+    def counting(h, w, bb):
+        rows_seen.append(h.shape[0])
+        return real(h, w, bb)
+
+    monkeypatch.setattr(loss_mod, "_chunk_logits", counting)
+    fused = linear_token_loss(hidden, weight, labels, chunk_size=4, bias=b, uniform_grad=True)
+    assert sum(rows_seen) == 27  # the forward's pass only
+    gf = _grads(masked_mean(fused, labels != -100), hidden, weight, b)  # CLM: uniform upstream grad
+    assert sum(rows_seen) == 27  # no recomputation in the backward
+    for a, e in zip(gf, gd, strict=True):
+        torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-6)
+    # a non-uniform upstream gradient with the hint still gets the exact gradients (recomputed)
+    up = torch.rand(labels.shape, generator=torch.Generator().manual_seed(3))
+    fused = linear_token_loss(hidden, weight, labels, chunk_size=4, bias=b, uniform_grad=True)
+    gf = _grads((fused * up).sum(), hidden, weight, b)
+    gd = _grads((_dense(hidden, weight, b, labels) * up).sum(), hidden, weight, b)
+    for a, e in zip(gf, gd, strict=True):
+        torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-5)

@@ -185,6 +185,7 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> TrainResult:
         cfg.fused_loss,
         chunk_size=cfg.chunk_size,
         sharded=ctx.parallel == "fsdp" and ctx.is_distributed,
+        uniform_grad=objective.kind == "clm" or (objective.kind == "slm" and objective.ratio >= 1.0),
     )
 
     def per_token_loss(batch: Batch) -> torch.Tensor:

@@ -6,7 +6,8 @@ head weight, labels; CPU: ``VmHWM`` after ``clear_refs``, CUDA: ``max_memory_all
 the time (median of ``--reps`` after one warm-up).  Variants:
 
 * ``dense``: ``logits = hidden @ weight.T`` then ``token_loss`` (unchunked: the fp32 upcast);
-* ``fused``: ``linear_token_loss`` (chunked, never holds ``[tokens, vocab]``);
+* ``fused``: ``linear_token_loss`` (chunked, never holds ``[tokens, vocab]``), with the CLM hint
+  ``uniform_grad=True`` that training passes for CLM (gradients computed in the forward);
 * ``dense sel`` / ``fused sel``: the same with an SLM selection of ``--ratio`` of the tokens
   (``masked_mean``); the fused backward then visits only the selected rows (sparse backward).
 
@@ -64,7 +65,7 @@ def _worker(args: argparse.Namespace) -> dict:
         if variant.startswith("dense"):
             tl = token_loss(hidden @ weight.t(), labels)
         else:
-            tl = linear_token_loss(hidden, weight, labels, chunk_size=args.chunk_size)
+            tl = linear_token_loss(hidden, weight, labels, chunk_size=args.chunk_size, uniform_grad=not select)
         loss = masked_mean(tl, mask)
         loss.backward()
         return float(loss)

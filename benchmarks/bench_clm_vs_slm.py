@@ -68,8 +68,13 @@ def _shard(path: Path, tok: Any, vocab: int, n_tokens: int, noise: float, seed: 
         labs.append(is_noise.astype(np.uint8))
         total += n + 1
     return write_shard(
-        path, docs, vocab_size=vocab, eos_id=0, tokenizer_hash=tokenizer_fingerprint(tok),
-        labels=labs, label_names=["content", "noise"],
+        path,
+        docs,
+        vocab_size=vocab,
+        eos_id=0,
+        tokenizer_hash=tokenizer_fingerprint(tok),
+        labels=labs,
+        label_names=["content", "noise"],
     )
 
 
@@ -95,13 +100,24 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         _shard(tmp / "clean", tok, args.vocab, n, 0.0, seed=1)
         val = _shard(tmp / "val", tok, args.vocab, 16 * args.block_size, 0.0, seed=2)
         common = dict(
-            model=args.model, tokenizer=str(tmp / "tok"), block_size=args.block_size,
-            micro_batch_size=args.micro_batch, max_steps=args.steps, warmup_steps=2, lr=args.lr,
-            min_lr=args.lr / 10, device=args.device, num_threads=args.threads, progress=False, seed=0,
+            model=args.model,
+            tokenizer=str(tmp / "tok"),
+            block_size=args.block_size,
+            micro_batch_size=args.micro_batch,
+            max_steps=args.steps,
+            warmup_steps=2,
+            lr=args.lr,
+            min_lr=args.lr / 10,
+            device=args.device,
+            num_threads=args.threads,
+            progress=False,
+            seed=0,
         )
         train({**common, "train_shard": str(tmp / "clean"), "out_dir": str(tmp / "ref")})
         ref = build_model(str(tmp / "ref" / "final")).to(args.device)
-        score_corpus(ref, train_shard, tmp / "scores", block_size=args.block_size, progress=False, hash_weights=False)
+        score_corpus(
+            ref, train_shard, tmp / "scores", block_size=args.block_size, progress=False, hash_weights=False
+        )
         rows = []
         for name, extra in (
             ("clm", {"objective": "clm"}),

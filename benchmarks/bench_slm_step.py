@@ -55,7 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=8, help="runs per mode, interleaved")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is steadier on a shared CPU)")
     p.add_argument(
-        "--logits-baseline", action="store_true", help="also time CLM through the logits path (fused_loss=off)"
+        "--logits-baseline",
+        action="store_true",
+        help="also time CLM through the logits path (fused_loss=off)",
     )
     return p
 

@@ -3,7 +3,7 @@
 Each variant runs forward + backward of the per-token loss from the last hidden states in a fresh
 subprocess (so peaks do not mix) and reports the peak memory of the first call above the inputs (hidden states,
 head weight, labels; CPU: ``VmHWM`` after ``clear_refs``, CUDA: ``max_memory_allocated``) and
-the time (median of ``--reps`` further calls).  Variants:
+the wall and CPU (``process_time``) time (medians of ``--reps`` further calls).  Variants:
 
 * ``dense``: ``logits = hidden @ weight.T`` then ``token_loss`` (unchunked: the fp32 upcast);
 * ``fused``: ``linear_token_loss`` (chunked, never holds ``[tokens, vocab]``), with the CLM hint
@@ -84,17 +84,19 @@ def _worker(args: argparse.Namespace) -> dict:
     if dev.type == "cuda":
         torch.cuda.synchronize()
     peak = torch.cuda.max_memory_allocated() if dev.type == "cuda" else _rss_kib("VmHWM") * 1024
-    times = []
+    times, cpu = [], []
     for _ in range(args.reps):  # time of warm calls
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         value = step()
         if dev.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     return {
         "variant": variant,
         "peak_above_inputs_mib": (peak - base) / 2**20,
         "time_s": statistics.median(times),
+        "cpu_s": statistics.median(cpu),
         "loss": value,
         "grad_w_abs_sum": float(weight.grad.float().abs().sum()),
     }
@@ -135,11 +137,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         print(json.dumps(_worker(args)))
         return pd.DataFrame()
     df = pd.DataFrame([_run(v, args) for v in VARIANTS]).set_index("variant")
+    cols = ["peak_above_inputs_mib", "time_s", "cpu_s"]
     for a, b in (("fused", "dense"), ("fused sel", "dense sel"), ("fused sel", "dense")):
-        df.loc[f"ratio {a} / {b}", ["peak_above_inputs_mib", "time_s"]] = (
-            df.loc[a, ["peak_above_inputs_mib", "time_s"]].values
-            / df.loc[b, ["peak_above_inputs_mib", "time_s"]].values
-        )
+        df.loc[f"ratio {a} / {b}", cols] = df.loc[a, cols].values / df.loc[b, cols].values
     print(
         f"linear_token_loss vs dense lm_head + token_loss, fwd+bwd: device={args.device} dtype={args.dtype} "
         f"vocab={args.vocab} tokens={args.tokens} hidden={args.hidden} ratio={args.ratio} "

@@ -55,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=8, help="runs per mode, interleaved")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is steadier on a shared CPU)")
     p.add_argument(
+        "--clock",
+        default="step_time_s",
+        choices=["step_time_s", "step_cpu_s"],
+        help="wall time, or the process's CPU time per step (steadier on a shared machine with --threads 1)",
+    )
+    p.add_argument(
         "--logits-baseline",
         action="store_true",
         help="also time CLM through the logits path (fused_loss=off)",
@@ -153,7 +159,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             out = tmp / f"run{i}"
             train({**base, **extra, "grad_accum": accum, "out_dir": str(out)})
             steps = read_log(out / "log.jsonl")[args.skip :]
-            times[(name, accum)].extend(s["step_time_s"] for s in steps)
+            times[(name, accum)].extend(s[args.clock] for s in steps)
         selection_s = _selection_seconds(base, args)
     rows = []
     for name, accum, _ in modes:
@@ -173,7 +179,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     print(
         f"SLM vs CLM optimizer step: device={args.device} model={args.model} ({n_params / 1e6:.2f}M params) "
         f"vocab={args.vocab} block={args.block_size} micro_batch={args.micro_batch} ratio={args.ratio} "
-        f"threads={args.threads}; {args.rounds} interleaved runs x {args.steps - args.skip} timed steps per mode "
+        f"threads={args.threads} clock={args.clock}; {args.rounds} interleaved runs x {args.steps - args.skip} timed steps per mode "
         "(medians). Target: slm global / clm <= 1.03 at grad_accum=1.\n"
     )
     clm1 = statistics.median(times[("clm", min(args.accum))])

@@ -196,7 +196,7 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> TrainResult:
     bar = tqdm(total=total_steps, initial=state.step, unit="step", disable=not (ctx.is_main and cfg.progress))
     model.train()
     for step in range(state.step, total_steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         lr = lr_at(step, lr=cfg.lr, min_lr=cfg.min_lr, warmup=warmup, total=total_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -243,6 +243,7 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> TrainResult:
             grad_norm=grad_norm,
             tokens_per_s=tokens_per_step / dt,
             step_time_s=dt,
+            step_cpu_s=time.process_time() - c0,  # this process's CPU time: steadier on a shared machine
         )
         if ctx.is_main:
             log.append(record)

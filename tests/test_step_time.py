@@ -31,7 +31,9 @@ def test_ratio_of_median_step_times_without_the_warm_up_step(tmp_path) -> None:
     assert median_step_time(slm / "log.jsonl", skip=0) == pytest.approx(0.95)
     assert step_time_ratio(slm, clm) == pytest.approx(0.9 / 1.1)
     c13 = next(c for c in CLAIMS if c.id == "C13")
-    v = c13.evaluate({"target_ratio": 0.6, "selected_frac": 0.6, "step_time_ratio": step_time_ratio(slm, clm)})
+    v = c13.evaluate(
+        {"target_ratio": 0.6, "selected_frac": 0.6, "step_time_ratio": step_time_ratio(slm, clm)}
+    )
     assert v.status == "reproduced" and "SLM/CLM step time 0.82x" in v.ours
 
 

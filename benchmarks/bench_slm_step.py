@@ -9,7 +9,9 @@ logged steps.  Target: SLM/CLM <= 1.03 with ``grad_accum=1``.
 
 With ``--accum 2`` it also times the global selection over accumulated micro-batches, which
 needs a no-grad scoring pass (one extra forward per micro-batch, expected about +1/3), and the
-per-micro-batch scope, which needs none.
+``micro`` and ``carry`` scopes, which need none.  Every mode takes its per-token losses from the
+hidden states (``fused_loss=auto``: no logits tensor; SLM's head backward visits only the selected
+tokens); ``--logits-baseline`` adds CLM through the model's logits (``fused_loss=off``).
 
     python benchmarks/bench_slm_step.py                      # CPU, llama-mini
     python benchmarks/bench_slm_step.py --device cuda --model llama-100m --block-size 1024 --vocab 32000
@@ -52,6 +54,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--skip", type=int, default=1, help="first steps of each run left out (warm-up)")
     p.add_argument("--rounds", type=int, default=8, help="runs per mode, interleaved")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is steadier on a shared CPU)")
+    p.add_argument(
+        "--clock",
+        default="step_time_s",
+        choices=["step_time_s", "step_cpu_s"],
+        help="wall time, or the process's CPU time per step (steadier on a shared machine with --threads 1)",
+    )
+    p.add_argument(
+        "--logits-baseline",
+        action="store_true",
+        help="also time CLM through the logits path (fused_loss=off)",
+    )
     return p
 
 
@@ -95,13 +108,16 @@ def _setup(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
-def _modes(accums: list[int]) -> list[tuple[str, int, dict[str, Any]]]:
+def _modes(accums: list[int], logits_baseline: bool = False) -> list[tuple[str, int, dict[str, Any]]]:
     out = []
     for a in accums:
         out.append(("clm", a, {"objective": "clm"}))
+        if logits_baseline:
+            out.append(("clm logits", a, {"objective": "clm", "fused_loss": "off"}))
         out.append(("slm global", a, {"objective": "slm", "selection_scope": "global"}))
         if a > 1:
             out.append(("slm micro", a, {"objective": "slm", "selection_scope": "micro"}))
+            out.append(("slm carry", a, {"objective": "slm", "selection_scope": "carry"}))
     return out
 
 
@@ -132,7 +148,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     """Time CLM and SLM steps alternately; print and return the table of medians and ratios."""
     args = _parser().parse_args(argv)
     torch.set_num_threads(args.threads)
-    modes = _modes(args.accum)
+    modes = _modes(args.accum, args.logits_baseline)
     times: dict[tuple[str, int], list[float]] = {(m, a): [] for m, a, _ in modes}
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td)
@@ -143,7 +159,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             out = tmp / f"run{i}"
             train({**base, **extra, "grad_accum": accum, "out_dir": str(out)})
             steps = read_log(out / "log.jsonl")[args.skip :]
-            times[(name, accum)].extend(s["step_time_s"] for s in steps)
+            times[(name, accum)].extend(s[args.clock] for s in steps)
         selection_s = _selection_seconds(base, args)
     rows = []
     for name, accum, _ in modes:
@@ -163,7 +179,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     print(
         f"SLM vs CLM optimizer step: device={args.device} model={args.model} ({n_params / 1e6:.2f}M params) "
         f"vocab={args.vocab} block={args.block_size} micro_batch={args.micro_batch} ratio={args.ratio} "
-        f"threads={args.threads}; {args.rounds} interleaved runs x {args.steps - args.skip} timed steps per mode "
+        f"threads={args.threads} clock={args.clock}; {args.rounds} interleaved runs x {args.steps - args.skip} timed steps per mode "
         "(medians). Target: slm global / clm <= 1.03 at grad_accum=1.\n"
     )
     clm1 = statistics.median(times[("clm", min(args.accum))])

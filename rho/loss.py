@@ -46,13 +46,25 @@ def _check_inputs(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int)
         )
     if labels.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.bool):
         raise LossInputError(f"labels must be integer token ids, got {labels.dtype}")
-    v = logits.shape[-1]
+    _check_labels(labels, logits.shape[-1], ignore_index)
+
+
+def _check_labels(labels: torch.Tensor, v: int, ignore_index: int) -> None:
+    if labels.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.bool):
+        raise LossInputError(f"labels must be integer token ids, got {labels.dtype}")
     bad = (labels != ignore_index) & ((labels < 0) | (labels >= v))
     if bool(bad.any()):
         raise LossInputError(
             f"labels hold ids outside [0, {v}) other than ignore_index={ignore_index}; "
             "is the model's vocabulary smaller than the tokenizer's?"
         )
+
+
+def _logsumexp_(x: torch.Tensor) -> torch.Tensor:
+    """Row-wise log-sum-exp of a float32 ``[n, V]`` tensor that it overwrites (no temporaries)."""
+    m = x.amax(dim=-1, keepdim=True)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))  # all -inf rows: lse = -inf, not NaN
+    return torch.log(x.sub_(m).exp_().sum(-1)).add_(m.squeeze(-1))
 
 
 class _ChunkedCrossEntropy(torch.autograd.Function):
@@ -72,9 +84,9 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         lse = torch.empty(n, dtype=torch.float32, device=logits.device)
         for s in range(0, n, chunk_size):
             e = min(n, s + chunk_size)
-            x = logits[s:e].float()
-            lse_c = torch.logsumexp(x, dim=-1)
+            x = logits[s:e].to(torch.float32, copy=True)
             tgt = x.gather(1, safe[s:e, None]).squeeze(1)
+            lse_c = _logsumexp_(x)
             lse[s:e] = lse_c
             loss[s:e] = torch.where(valid[s:e], lse_c - tgt, torch.zeros_like(lse_c))
             del x
@@ -93,10 +105,11 @@ class _ChunkedCrossEntropy(torch.autograd.Function):
         grad = torch.empty_like(logits)
         for s in range(0, n, cs):
             e = min(n, s + cs)
-            p = torch.exp(logits[s:e].float() - lse[s:e, None])
+            p = logits[s:e].to(torch.float32, copy=True)
+            p.sub_(lse[s:e, None]).exp_()  # softmax, in place
             p.scatter_add_(1, safe[s:e, None], torch.full((e - s, 1), -1.0, device=p.device))
             p.mul_(g_rows[s:e, None])
-            grad[s:e] = p.to(grad.dtype)
+            grad[s:e].copy_(p)
             del p
         return grad, None, None, None
 
@@ -228,3 +241,201 @@ def reweighted_loss(
         raise LossInputError(str(e)) from None
     n_valid = valid.sum().clamp_min(1).to(tl.dtype)
     return torch.where(valid, w * tl, torch.zeros_like(tl)).sum() / n_valid, w
+
+
+# ---------------------------------------------------------------------------- fused linear + CE
+#: Elements of float32 logits one chunk may hold (rows = this // vocab): 32 MiB.
+_LINEAR_CHUNK_ELEMS = 1 << 23
+
+
+def _chunk_rows(chunk_size: int | None, vocab: int) -> int:
+    if chunk_size is None:
+        return max(16, _LINEAR_CHUNK_ELEMS // max(1, vocab))
+    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
+        raise LossInputError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+    return chunk_size
+
+
+def _chunk_logits(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """float32 logits of a chunk of rows, the matmul in the inputs' dtype (as ``lm_head`` does)."""
+    x = h @ weight.t() if bias is None else torch.addmm(bias, h, weight.t())
+    return x.float() if x.dtype != torch.float32 else x
+
+
+def _head_grads_(
+    p: torch.Tensor,
+    h: torch.Tensor,
+    weight: torch.Tensor,
+    safe: torch.Tensor,
+    scale: torch.Tensor,
+    grad_h: torch.Tensor | None,
+    grad_w: torch.Tensor | None,
+    grad_b: torch.Tensor | None,
+    rows: slice | torch.Tensor,
+) -> None:
+    """Turn a chunk's softmax ``p`` into ``(p - onehot) * scale`` and add the head's gradients."""
+    ar = torch.arange(p.shape[0], device=p.device)
+    p[ar, safe] -= 1.0
+    p.mul_(scale[:, None])
+    gl = p.to(h.dtype)
+    if grad_h is not None:
+        grad_h[rows] = gl @ weight
+    if grad_w is not None:
+        if gl.dtype == torch.float32:
+            grad_w.addmm_(gl.t(), h)
+        else:
+            grad_w.add_(gl.t() @ h)
+    if grad_b is not None:
+        grad_b.add_(gl.float().sum(0))
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Per-row cross-entropy of ``hidden @ weight.T (+ bias)`` without ever holding ``[N, V]``.
+
+    Forward keeps the per-row log-sum-exp (``[N]`` float32).  Backward visits only the rows whose
+    upstream gradient is nonzero (the selected tokens of SLM: the sparse backward), recomputes
+    their logits one chunk at a time, and accumulates the head's gradients over those rows only.
+
+    With ``precompute`` the forward also computes the gradients for a *uniform* upstream gradient
+    (1 on every labelled row: CLM's case) while it holds each chunk's softmax; if the backward's
+    upstream gradient is indeed one constant on the labelled rows it only scales them (no
+    recomputation: the cost of the dense path), otherwise it recomputes as above.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, labels, ignore_index: int, rows: int, precompute: bool):
+        n = hidden.shape[0]
+        valid = labels != ignore_index
+        safe = torch.where(valid, labels, torch.zeros_like(labels))
+        lse = torch.empty(n, dtype=torch.float32, device=hidden.device)
+        tgt = torch.empty(n, dtype=torch.float32, device=hidden.device)
+        units = None
+        if precompute:
+            units = (
+                torch.zeros_like(hidden),
+                torch.zeros(weight.shape, dtype=torch.float32, device=weight.device),
+                torch.zeros(weight.shape[0], dtype=torch.float32, device=weight.device)
+                if bias is not None
+                else None,
+            )
+        for s in range(0, n, rows):
+            e = min(n, s + rows)
+            x = _chunk_logits(hidden[s:e], weight, bias)  # a fresh tensor: overwritten below
+            tgt[s:e] = x.gather(1, safe[s:e, None]).squeeze(1)
+            lse[s:e] = _logsumexp_(x)  # x now holds exp(x - max)
+            if units is not None:
+                x.div_(x.sum(-1, keepdim=True))  # softmax
+                _head_grads_(x, hidden[s:e], weight, safe[s:e], valid[s:e].float(), *units, slice(s, e))
+            del x
+        loss = torch.where(valid, lse - tgt, torch.zeros_like(lse))
+        ctx.save_for_backward(hidden, weight, bias, safe, valid, lse)
+        ctx.units = units
+        ctx.rows = rows
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        hidden, weight, bias, safe, valid, lse = ctx.saved_tensors
+        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        g = torch.where(valid, grad_out.float(), torch.zeros_like(lse))
+        units, ctx.units = ctx.units, None
+        if units is not None:
+            gv = g[valid]
+            if gv.numel() and bool((gv == gv[0]).all()):  # one constant on every labelled row
+                c = gv[0]
+                grad_h = units[0].mul_(c.to(hidden.dtype)) if need_h else None
+                grad_w = units[1].mul_(c).to(weight.dtype) if need_w else None
+                grad_b = units[2].mul_(c).to(bias.dtype) if need_b else None
+                return grad_h, grad_w, grad_b, None, None, None, None
+            del units
+        idx = torch.nonzero(g, as_tuple=True)[0]  # rows with an upstream gradient (selected, labelled)
+        dense = idx.numel() == hidden.shape[0]
+        grad_h = torch.zeros_like(hidden) if need_h else None
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
+        grad_b = torch.zeros(weight.shape[0], dtype=torch.float32, device=weight.device) if need_b else None
+        rows = ctx.rows
+        for s in range(0, idx.numel(), rows):
+            e = min(idx.numel(), s + rows)
+            sel = slice(s, e) if dense else idx[s:e]
+            h = hidden[sel]
+            p = _chunk_logits(h, weight, bias)
+            p.sub_(lse[sel, None]).exp_()  # softmax, in place
+            _head_grads_(p, h, weight, safe[sel], g[sel], grad_h, grad_w, grad_b, sel)
+            del p
+        grad_w = grad_w.to(weight.dtype) if need_w else None
+        grad_b = grad_b.to(bias.dtype) if need_b else None
+        return grad_h, grad_w, grad_b, None, None, None, None
+
+
+def linear_token_loss(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    labels: torch.Tensor,
+    ignore_index: int = -100,
+    chunk_size: int | None = None,
+    bias: torch.Tensor | None = None,
+    backend: str = "torch",
+    uniform_grad: bool = False,
+) -> torch.Tensor:
+    """Per-token float32 cross-entropy ``[B, T]`` straight from the last hidden states.
+
+    Equals ``token_loss(hidden @ weight.T + bias, labels)`` (``hidden [..., H]``, ``weight [V, H]``
+    as in ``lm_head.weight``, ``labels [...]`` aligned, 0 where ignored) but never holds a
+    ``[tokens, V]`` tensor: ``chunk_size`` rows of float32 logits at a time (default: 32 MiB
+    worth).  The matmul runs in the inputs' dtype (under autocast, the autocast dtype, as the
+    model's ``lm_head`` would); softmax and loss in float32.
+
+    **Sparse backward**: the backward visits only tokens whose upstream gradient is nonzero, so
+    with an SLM selection (``torch.where(mask, loss, 0).sum()``, :func:`masked_mean`) the head's
+    gradient costs are proportional to the selected fraction; gradients equal the dense path's.
+
+    ``uniform_grad=True`` is a speed hint for CLM-like use (every labelled token gets the same
+    weight): the forward then also computes the gradients while it holds each chunk's softmax,
+    and the backward only scales them (the dense path's cost: no recomputation), keeping a
+    ``[V, H]`` float32 buffer until the backward.  If the upstream gradient turns out not to be
+    uniform, the backward recomputes as usual; results are the same either way.
+
+    ``backend``: ``"torch"`` (this chunked implementation), ``"auto"`` (a CUDA kernel from
+    :mod:`rho.linear_backends` when installed and the inputs are on CUDA, else ``"torch"``), or
+    ``"cce"`` / ``"liger"`` explicitly.
+    """
+    if hidden.dim() < 2 or not hidden.is_floating_point():
+        raise LossInputError(
+            f"hidden must be a float [..., H] tensor, got {hidden.dtype} {tuple(hidden.shape)}"
+        )
+    if weight.dim() != 2 or weight.shape[1] != hidden.shape[-1]:
+        raise LossInputError(
+            f"weight must be [V, H] with H={hidden.shape[-1]} (lm_head.weight), got {tuple(weight.shape)}"
+        )
+    if bias is not None and bias.shape != weight.shape[:1]:
+        raise LossInputError(f"bias must be [V]={weight.shape[0]}, got {tuple(bias.shape)}")
+    if labels.shape != hidden.shape[:-1]:
+        raise LossInputError(
+            f"labels {tuple(labels.shape)} must match hidden {tuple(hidden.shape)} without the hidden dim; "
+            "labels are aligned (labels[:, t] is what position t predicts), no shifting"
+        )
+    v = weight.shape[0]
+    _check_labels(labels, v, ignore_index)
+    rows = _chunk_rows(chunk_size, v)
+    if torch.is_autocast_enabled(hidden.device.type):
+        dt = torch.get_autocast_dtype(hidden.device.type)
+        hidden, weight = hidden.to(dt), weight.to(dt)
+        bias = bias.to(dt) if bias is not None else None
+    elif weight.dtype != hidden.dtype:
+        raise LossInputError(
+            f"hidden ({hidden.dtype}) and weight ({weight.dtype}) dtypes differ outside autocast"
+        )
+    flat_h = hidden.reshape(-1, hidden.shape[-1])
+    flat_y = labels.reshape(-1).long()
+    if backend != "torch":
+        from rho.linear_backends import fused_backend_loss
+
+        out = fused_backend_loss(backend, flat_h, weight, bias, flat_y, ignore_index)
+        if out is not None:
+            return out.view(labels.shape)
+    with torch.autocast(hidden.device.type, enabled=False):
+        precompute = (
+            uniform_grad and torch.is_grad_enabled() and (flat_h.requires_grad or weight.requires_grad)
+        )
+        out = _LinearCrossEntropy.apply(flat_h, weight, bias, flat_y, ignore_index, rows, precompute)
+    return out.view(labels.shape)

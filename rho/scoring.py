@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from rho import __version__
 from rho.data.shards import TokenShard
+from rho.head import HeadLoss
 from rho.io import atomic_dir, read_json, sha256_file
 
 FORMAT = "rho-scores-v1"
@@ -446,21 +447,55 @@ def _score_torch(
     was_training = model.training
     model.eval()
     use_autocast = cdtype != torch.float32
+    head_loss = HeadLoss(model)  # logits a chunk of rows at a time from the hidden states, if it can
     try:
         with torch.inference_mode():
             for s in range(0, n_blocks, batch_size):
                 e = min(n_blocks, s + batch_size)
                 x = torch.from_numpy(shard.blocks(np.arange(s, e), block_size)).to(dev, non_blocking=True)
-                with torch.autocast(dev.type, dtype=cdtype, enabled=use_autocast):
-                    logits = model(input_ids=x, use_cache=False).logits
-                # logits[:, t] predicts x[:, t+1]; the last column predicts nothing and is dropped
+                # position t predicts x[:, t+1]; the last column predicts nothing and is dropped
                 tgt = torch.cat([x[:, 1:], torch.zeros_like(x[:, :1])], dim=1)
-                loss, ent = next_token_loss_and_entropy(logits, tgt, chunk_rows, fused=fused)
+                with torch.autocast(dev.type, dtype=cdtype, enabled=use_autocast):
+                    hidden = head_loss.hidden(model, x, use_cache=False)
+                    if hidden is None:
+                        logits = model(input_ids=x, use_cache=False).logits
+                if hidden is None:
+                    loss, ent = next_token_loss_and_entropy(logits, tgt, chunk_rows, fused=fused)
+                else:
+                    assert head_loss.head is not None
+                    loss, ent = _loss_and_entropy_from_hidden(
+                        hidden, head_loss.head, tgt, chunk_rows, fused, cdtype if use_autocast else None
+                    )
                 loss_blk[s:e, 1:] = loss[:, :-1].cpu().numpy()
                 ent_blk[s:e, 1:] = ent[:, :-1].cpu().numpy()
                 bar.update((e - s) * block_size)
     finally:
         model.train(was_training)
+
+
+def _loss_and_entropy_from_hidden(
+    hidden: torch.Tensor,
+    head: torch.nn.Linear,
+    targets: torch.Tensor,
+    chunk_rows: int | None,
+    fused: bool,
+    autocast_dtype: torch.dtype | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`next_token_loss_and_entropy` of ``head(hidden)``, computing the logits a chunk at a time."""
+    v = head.weight.shape[0]
+    rows = chunk_rows or max(1, (1 << (26 if hidden.is_cuda else 24)) // v)
+    flat = hidden.reshape(-1, hidden.shape[-1])
+    tgt = targets.reshape(-1)
+    loss = torch.empty(tgt.shape[0], dtype=torch.float32, device=hidden.device)
+    ent = torch.empty_like(loss)
+    for s in range(0, flat.shape[0], rows):
+        e = min(flat.shape[0], s + rows)
+        with torch.autocast(
+            hidden.device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
+        ):
+            x = head(flat[s:e])
+        loss[s:e], ent[s:e] = next_token_loss_and_entropy(x, tgt[s:e], rows, fused=fused)
+    return loss.view(targets.shape), ent.view(targets.shape)
 
 
 def _score_vllm(

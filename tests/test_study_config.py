@@ -185,3 +185,13 @@ def test_num_threads_pins_torch_threads(monkeypatch) -> None:
         assert torch.get_num_threads() == 2 and os.environ["OMP_NUM_THREADS"] == "2"
     finally:
         torch.set_num_threads(before)
+
+
+def test_selection_scope_carry_only_where_gradients_accumulate():
+    for profile in ("smoke", "mini", "gpu", "paper"):
+        study = Study.load(ROOT / "params.yaml", profile=profile)
+        want = "carry" if int(study.sizes["grad_accum"]) > 1 else "global"
+        assert study.train_config("math_slm").selection_scope == want, profile
+    paper = Study.load(ROOT / "params.yaml", profile="paper")
+    combined = [r for r in paper.run_names if "score2" in paper.run_spec(r)]
+    assert combined and all(paper.train_config(r).selection_scope == "global" for r in combined)

@@ -195,4 +195,3 @@ def test_smoke_outputs_equal_the_committed_pins(smoke_repo):
     pins = json.loads(PINS.read_text())
     differ = sorted(p for p in pins.keys() | outs.keys() if pins.get(p) != outs.get(p))
     assert not differ, f"smoke outputs differ from tests/data/smoke_outputs.json: {differ}"
-

@@ -91,3 +91,31 @@ def test_two_ranks_global_selection_equal_one_process(data, tmp_path, parallel, 
         for k in b
     )
     assert moved > 1e-3  # the comparison is not vacuous: training moved the weights by lr-sized steps
+
+
+@pytest.mark.parametrize("scope", ["dp", "carry"])
+def test_two_ranks_streaming_scopes_equal_global_on_one_micro_step(data, tmp_path, scope) -> None:
+    # grad_accum 1: one micro-step per optimizer step, so dp and carry rank the same tokens as global
+    common = dict(
+        objective="slm",
+        scores=str(data / "scores"),
+        ratio=0.6,
+        max_steps=3,
+        device="cpu",
+        lr=1e-2,
+        min_lr=1e-3,
+    )
+    dist_cfg = base_config(
+        data, **common, selection_scope=scope, micro_batch_size=2, out_dir=str(tmp_path / "dist")
+    )
+    _run_two_ranks(dist_cfg, tmp_path)
+    train(
+        base_config(
+            data, **common, selection_scope="global", micro_batch_size=4, out_dir=str(tmp_path / "one")
+        )
+    )
+    ld, lo = read_log(tmp_path / "dist" / "log.jsonl"), read_log(tmp_path / "one" / "log.jsonl")
+    assert [r["label_counts"] for r in ld] == [r["label_counts"] for r in lo]
+    a, b = final_state(tmp_path / "dist"), final_state(tmp_path / "one")
+    for k in b:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-5)

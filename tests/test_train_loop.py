@@ -99,14 +99,14 @@ def test_divergence_stops_before_the_update_and_keeps_the_last_checkpoint(
     import rho.train.loop as loop
 
     calls = {"n": 0}
-    real = loop.token_loss
+    real = loop.HeadLoss.__call__
 
-    def nan_from_step_4(logits, labels, **kw):
+    def nan_from_step_4(self, model, input_ids, labels):
         calls["n"] += 1
-        out = real(logits, labels, **kw)
+        out = real(self, model, input_ids, labels)
         return out * float("nan") if calls["n"] >= 4 else out
 
-    monkeypatch.setattr(loop, "token_loss", nan_from_step_4)
+    monkeypatch.setattr(loop.HeadLoss, "__call__", nan_from_step_4)
     run = tmp_path / "nan"
     with pytest.raises(TrainingDivergedError, match=r"step 4: loss=nan .*step 2\).* is kept"):
         train(base_config(data, out_dir=str(run), max_steps=6, ckpt_every_tokens=128))

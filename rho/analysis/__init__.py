@@ -29,7 +29,14 @@ from rho.analysis.token_dynamics import (
     mean_loss_curves,
     noise_among_fluctuating,
 )
-from rho.analysis.training_logs import label_counts, loss_curves, read_log, values_at_tokens
+from rho.analysis.training_logs import (
+    label_counts,
+    loss_curves,
+    median_step_time,
+    read_log,
+    step_time_ratio,
+    values_at_tokens,
+)
 
 __all__ = [
     "CATEGORIES",
@@ -52,7 +59,9 @@ __all__ = [
     "mean_loss_curves",
     "noise_among_fluctuating",
     "ppl_pivot",
+    "median_step_time",
     "read_log",
+    "step_time_ratio",
     "selected_ppl_matrix",
     "sum_label_counts",
     "values_at_tokens",

@@ -171,3 +171,29 @@ def label_counts(
             acc[0] += int(pair[0])
             acc[1] += int(pair[1])
     return {k: (v[0], v[1]) for k, v in total.items()}
+
+
+def median_step_time(path: str | os.PathLike, skip: int = 1) -> float:
+    """Median ``step_time_s`` of a run's logged steps, leaving out the first ``skip`` (warm-up).
+
+    ``path`` is a run directory or its ``log.jsonl``.  All steps count when the log has no more
+    than ``skip`` of them.
+    """
+    log = read_log(path)
+    if "step_time_s" not in log.columns:
+        raise AnalysisInputError(f"the log of {path} has no step_time_s; it was not written by rho.train")
+    t = pd.to_numeric(log["step_time_s"], errors="coerce").dropna()
+    if t.empty:
+        raise AnalysisInputError(f"the log of {path} has no numeric step_time_s")
+    if len(t) > skip:
+        t = t.iloc[skip:]
+    return float(t.median())
+
+
+def step_time_ratio(slm_run: str | os.PathLike, clm_run: str | os.PathLike, skip: int = 1) -> float:
+    """SLM / CLM median seconds per optimizer step, from the two runs' ``log.jsonl`` (C13).
+
+    Meaningful when both runs took the same batches on the same kind of machine; runs that shared
+    a busy machine with other work carry its noise.
+    """
+    return median_step_time(slm_run, skip) / median_step_time(clm_run, skip)

@@ -337,7 +337,7 @@ class Study:
             lr=lr,
             min_lr=min_lr,
             snapshot_every_tokens=self._snapshot_every(tokens),
-            selection_scope=str(self.params["slm"].get("scope", "global")),
+            selection_scope=str(z.get("selection_scope") or self.params["slm"].get("scope", "global")),
             **common,
         )
         if spec["objective"] != "clm":
@@ -352,4 +352,6 @@ class Study:
                     ratio2=float(spec["ratio2"]),
                     combine_op=str(spec.get("op", "intersection")),
                 )
+                if kwargs["selection_scope"] in ("dp", "carry"):  # two-score selections rank globally
+                    kwargs["selection_scope"] = "global"
         return TrainConfig(**kwargs)

@@ -130,6 +130,21 @@ def selected_fraction(study: Study, run: str) -> float:
     return float(log[col].mean())
 
 
+#: Per-part file of wall-clock measurements (C13), ignored by git and DVC.
+STEP_TIME_FILE = "step_time.json"
+
+
+def run_step_time_ratio(study: Study, slm_run: str, clm_run: str) -> float | None:
+    """SLM / CLM median step time of two runs from their logs (C13); None if a log lacks step times."""
+    from rho.analysis import step_time_ratio
+    from rho.analysis.errors import AnalysisInputError
+
+    try:
+        return step_time_ratio(study.run_dir(slm_run), study.run_dir(clm_run))
+    except AnalysisInputError:
+        return None
+
+
 # ------------------------------------------------------------------ 01 data
 def data_part(study: Study) -> dict[str, Any]:
     """Build the world; corpus table (documents, tokens, noise share by kind) and a figure."""
@@ -340,6 +355,14 @@ def math_cpt_part(study: Study) -> dict[str, Any]:
         "target_ratio": float(study.run_spec(main_slm)["ratio"]),
     }
     write_measured(study, "math_cpt", measured)
+    # Wall-clock, so never the same twice: kept beside the tables but out of git and of DVC's hash
+    # (.gitignore, .dvcignore), so the reproducible results (and the scorecard) stay byte-identical.
+    timing = {
+        "slm_run": main_slm,
+        "clm_run": clm,
+        "step_time_ratio": run_step_time_ratio(study, main_slm, clm),
+    }
+    write_json_atomic(part_dir(study, "math_cpt") / STEP_TIME_FILE, timing)
     return {"table": table, "average": avg, "curves": curves, "figure": fig, "measured": measured}
 
 

@@ -23,14 +23,23 @@ import yaml
 OBJECTIVES = ("clm", "slm", "reweight")
 SCORE_KINDS = ("excess", "ref_loss", "ref_entropy")
 COMBINE_OPS = ("intersection", "union")
-SCOPES = ("global", "micro")
+SCOPES = ("global", "micro", "dp", "carry")
+FUSED_LOSS_MODES = ("auto", "off")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16")
 BACKENDS = ("auto", "gloo", "nccl")
 PARALLEL = ("ddp", "fsdp")
 
 #: Fields that may differ between a run and its resumption (they do not change the result).
-RESUME_FREE_FIELDS = ("progress", "log_every", "num_threads", "resume", "device", "dist_backend")
+RESUME_FREE_FIELDS = (
+    "progress",
+    "log_every",
+    "num_threads",
+    "resume",
+    "device",
+    "dist_backend",
+    "fused_loss",
+)
 
 
 class ConfigError(ValueError):
@@ -85,6 +94,7 @@ class TrainConfig:
     log_every: int = 10
     # execution
     chunk_size: int | None = None
+    fused_loss: str = "auto"
     device: str = "auto"
     dtype: str = "auto"
     dist_backend: str = "auto"
@@ -109,6 +119,11 @@ class TrainConfig:
         _choice("score_kind", self.score_kind, SCORE_KINDS)
         _choice("combine_op", self.combine_op, COMBINE_OPS)
         _choice("selection_scope", self.selection_scope, SCOPES)
+        if self.selection_scope in ("dp", "carry") and self.score_kind2 is not None:
+            raise ConfigError(
+                f"selection_scope={self.selection_scope} ranks one score; with score_kind2 use global or micro"
+            )
+        _choice("fused_loss", self.fused_loss, FUSED_LOSS_MODES)
         _choice("device", self.device, DEVICES)
         _choice("dtype", self.dtype, DTYPES)
         _choice("dist_backend", self.dist_backend, BACKENDS)

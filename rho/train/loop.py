@@ -33,8 +33,9 @@ from tqdm.auto import tqdm
 
 from rho.data.shards import TokenShard
 from rho.environment import environment
+from rho.head import HeadLoss
 from rho.io import read_json, write_json_atomic
-from rho.loss import selected_loss_sum, token_loss
+from rho.loss import selected_loss_sum
 from rho.models import ModelError, build_model, check_vocab, count_parameters, is_preset, preset_config
 from rho.scoring import ReferenceScores, load_scores
 from rho.train import checkpoint as ckpt_io
@@ -188,16 +189,26 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> TrainResult:
     def autocast() -> contextlib.AbstractContextManager:
         return torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=use_bf16)
 
+    # Per-token losses straight from the last hidden states and the head's weight when the head is
+    # a plain linear layer (rho.head): no [tokens, vocab] logits, and a backward that skips the
+    # tokens with zero weight.  Otherwise (or fused_loss=off) from the model's logits.
+    head_loss = HeadLoss(
+        model,
+        cfg.fused_loss,
+        chunk_size=cfg.chunk_size,
+        sharded=ctx.parallel == "fsdp" and ctx.is_distributed,
+        uniform_grad=objective.kind == "clm" or (objective.kind == "slm" and objective.ratio >= 1.0),
+    )
+
     def per_token_loss(batch: Batch) -> torch.Tensor:
         with autocast():
-            logits = model(input_ids=batch.input_ids).logits
-        return token_loss(logits, batch.labels, chunk_size=cfg.chunk_size)
+            return head_loss(model, batch.input_ids, batch.labels)
 
     record: dict[str, Any] = {}
     bar = tqdm(total=total_steps, initial=state.step, unit="step", disable=not (ctx.is_main and cfg.progress))
     model.train()
     for step in range(state.step, total_steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         lr = lr_at(step, lr=cfg.lr, min_lr=cfg.min_lr, warmup=warmup, total=total_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -245,7 +256,14 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> TrainResult:
         )
         if ctx.is_main:
             log.append(record)
-            timing.append({"step": state.step, "step_time_s": dt, "tokens_per_s": tokens_per_step / dt})
+            timing.append(
+                {
+                    "step": state.step,
+                    "step_time_s": dt,
+                    "tokens_per_s": tokens_per_step / dt,
+                    "step_cpu_s": time.process_time() - c0,  # this process's CPU time: steadier when shared
+                }
+            )
         bar.update(1)
         if state.step % cfg.log_every == 0 or state.step == total_steps:
             bar.set_postfix(

@@ -25,6 +25,19 @@ first backward runs, so the loop makes a **no-grad scoring pass** over the step'
 first: one extra forward per micro-batch, i.e. about +1/3 of the step's compute (forward ~1/3
 of forward+backward).  With ``grad_accum == 1`` (or RM-only scores) there is no extra cost.
 
+``dp`` (no extra forward): each micro-step ranks the scores of that micro-batch on *every*
+data-parallel rank (all-gathered; no second pass), and the loss is normalised by the optimizer
+batch's selected count, known up front: the valid-token counts do not depend on the model, and
+micro-step ``m`` keeps ``keep_count(n_valid_m, ratio)`` tokens.  It equals ``global`` when
+``grad_accum == 1`` and differs only in how the step's tokens are split into ranking units
+(``world_size`` micro-batches each) otherwise.
+
+``carry`` (no extra forward): micro-step ``m`` keeps its tokens (all ranks) whose score reaches
+the top-``ratio`` threshold of every score seen so far in the step (micro-steps ``0..m``), so later
+micro-steps are ranked against a growing share of the optimizer batch.  The loss is normalised by
+the same up-front count as ``dp`` (the expected number selected; the realised count differs by a
+few tokens).  Neither ``dp`` nor ``carry`` supports two-score selections (``score_kind2``).
+
 ``micro``: each micro-batch of each rank selects and normalises on its own
 (``N_m`` = its own count), and the step's loss is the mean over micro-batches and ranks — the
 usual gradient-accumulation average.  It equals ``global`` only when the batch is a single
@@ -42,10 +55,13 @@ from dataclasses import dataclass
 
 import torch
 
-from rho.selection import score, select_combined, softmax_weights, topk_mask, valid_mask
+from rho.selection import keep_count, score, select_combined, softmax_weights, topk_mask, valid_mask
 from rho.train.batches import Batch
 from rho.train.config import TrainConfig
 from rho.train.distributed import DistContext, all_gather_cat, all_reduce_sum
+
+#: Scopes that select as the micro-steps come, without a no-grad scoring pass.
+STREAMING_SCOPES = ("dp", "carry")
 
 #: Reference arrays (Batch field names) each score kind reads.
 _REFS = {"excess": ("ref_loss",), "ref_loss": ("ref_loss",), "ref_entropy": ("ref_entropy",)}
@@ -144,11 +160,17 @@ class StepSelector:
         self.valid = [objective.valid(b) for b in batches]
         self._global: list[torch.Tensor] | None = None
         self._denom: float | None = None
+        self._seen: list[torch.Tensor] = []  # carry scope: the valid scores of earlier micro-steps
 
     @property
     def is_global(self) -> bool:
         """Whether weights are decided over the whole optimizer batch."""
         return self.objective.kind == "clm" or self.objective.scope == "global"
+
+    @property
+    def is_streaming(self) -> bool:
+        """Whether each micro-step selects over all ranks as it comes (``dp`` / ``carry`` scopes)."""
+        return self.objective.kind != "clm" and self.objective.scope in STREAMING_SCOPES
 
     @property
     def needs_scoring_pass(self) -> bool:
@@ -185,6 +207,8 @@ class StepSelector:
 
     def weights(self, m: int, train_loss: torch.Tensor) -> tuple[torch.Tensor, float]:
         """``(w, denom)`` of micro-batch ``m`` (``train_loss``: its detached per-token loss)."""
+        if self.is_streaming:
+            return self._streaming_weights(m, train_loss)
         if self.is_global:
             if self._global is None:
                 needs_loss = self.objective.needs_train_loss and self.objective.kind != "clm"
@@ -195,3 +219,69 @@ class StepSelector:
         w = self.objective.weights(scores, self.valid[m].to(train_loss.device))
         n = float(w.sum())
         return w, (n if n > 0 else 1.0) * len(self.batches)
+
+    def _streaming_denom(self, device: torch.device) -> float:
+        """The optimizer batch's selected count over ``world_size``, from the valid counts alone."""
+        counts = torch.tensor([float(v.sum()) for v in self.valid], dtype=torch.float64, device=device)
+        counts = all_reduce_sum(counts, self.ctx)  # per micro-step, all ranks
+        if self.objective.kind == "reweight":
+            total = float(counts.sum())  # soft weights of a unit sum to its valid count
+        else:
+            total = float(sum(keep_count(int(c), self.objective.ratio) for c in counts.tolist()))
+        return total / self.ctx.world_size if total > 0 else 1.0
+
+    def _streaming_weights(self, m: int, train_loss: torch.Tensor) -> tuple[torch.Tensor, float]:
+        obj = self.objective
+        if obj.score_kind2 is not None:
+            raise ValueError(
+                f"selection_scope={obj.scope!r} does not support score_kind2; use global or micro"
+            )
+        if self._denom is None:
+            self._denom = self._streaming_denom(train_loss.device)
+        batch = self.batches[m]
+        flat = obj.scores(batch, train_loss)[0].reshape(-1)
+        gathered = all_gather_cat(flat, self.ctx)  # this micro-step of every rank, rank order
+        ok = torch.isfinite(gathered)
+        if obj.scope == "dp" or obj.kind == "reweight":
+            w_all = obj.weights([gathered], ok)
+        else:
+            self._seen.append(gathered[ok])
+            seen = torch.cat(self._seen)
+            k = keep_count(seen.numel(), obj.ratio) if seen.numel() else 0
+            if k == 0:
+                w_all = torch.zeros_like(gathered)
+            else:
+                threshold = torch.topk(seen, k).values[-1]
+                w_all = (ok & (gathered >= threshold)).float()
+        n = flat.numel()
+        mine = w_all[self.ctx.rank * n : (self.ctx.rank + 1) * n]
+        return mine.view(batch.labels.shape), self._denom
+
+
+def scope_agreement(
+    scores: torch.Tensor, ratio: float, scopes: tuple[str, ...] = ("global", "dp", "carry")
+) -> dict:
+    """Jaccard agreement of each scope's selection with the exact global top-``ratio`` mask.
+
+    ``scores`` is ``[n_micro, n_tokens]``: the excess scores of one optimizer step, one row per
+    micro-step (all data-parallel ranks of that micro-step together; NaN = invalid).  Each scope
+    runs through :class:`StepSelector` on one process, which is what it does over ranks.  Returns
+    ``{scope: |S & G| / |S | G|}`` over the optimizer batch.
+    """
+    n_micro, n = scores.shape
+    zeros = torch.zeros(1, n, dtype=torch.long)
+    batches = [Batch(zeros, zeros, ref_loss=torch.zeros(1, n)) for _ in range(n_micro)]
+    losses = [scores[m].view(1, n).float() for m in range(n_micro)]
+    masks = {}
+    for scope in scopes:
+        sel = StepSelector(Objective("slm", ratio=ratio, scope=scope), batches, DistContext())
+        if sel.needs_scoring_pass:
+            sel.prepare(losses)
+        masks[scope] = torch.cat([sel.weights(m, losses[m])[0].reshape(-1) > 0 for m in range(n_micro)])
+    flat = scores.reshape(-1)
+    exact = topk_mask(flat, ratio, torch.isfinite(flat))
+    out = {}
+    for scope, mask in masks.items():
+        union = int((mask | exact).sum())
+        out[scope] = int((mask & exact).sum()) / union if union else 1.0
+    return out

@@ -1,0 +1,94 @@
+"""CUDA kernels from the field behind :func:`rho.loss.linear_token_loss` (optional).
+
+- ``cce``: Apple's cut-cross-entropy (``pip install cut-cross-entropy``), ``reduction="none"``.
+- ``liger``: Liger-Kernel's fused linear cross-entropy; only ``liger-kernel >= 0.8.2`` is correct
+  with ``reduction="none"``, older versions are refused.
+
+Both are used only on CUDA tensors and only when installed; :func:`fused_backend_loss` returns
+None otherwise and the caller uses the chunked PyTorch implementation.  Values are float32.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import logging
+
+import torch
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "torch", "cce", "liger")
+_LIGER_MIN = (0, 8, 2)
+
+
+def _version_tuple(v: str) -> tuple[int, ...]:
+    out = []
+    for part in v.split(".")[:3]:
+        digits = "".join(ch for ch in part if ch.isdigit())
+        out.append(int(digits) if digits else 0)
+    return tuple(out)
+
+
+def available(name: str) -> bool:
+    """Whether backend ``name`` is installed (and, for Liger, recent enough to be correct)."""
+    if name == "torch":
+        return True
+    if name == "cce":
+        return importlib.util.find_spec("cut_cross_entropy") is not None
+    if name == "liger":
+        if importlib.util.find_spec("liger_kernel") is None:
+            return False
+        try:
+            return _version_tuple(importlib.metadata.version("liger-kernel")) >= _LIGER_MIN
+        except importlib.metadata.PackageNotFoundError:
+            return False
+    raise ValueError(f"unknown linear-loss backend {name!r}; choose one of {BACKENDS}")
+
+
+def pick(name: str, device: torch.device) -> str:
+    """The backend to run for ``name`` on ``device`` (``auto``: cce, then liger, on CUDA; else torch)."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown linear-loss backend {name!r}; choose one of {BACKENDS}")
+    if name == "torch":
+        return "torch"
+    if device.type != "cuda":
+        if name != "auto":
+            raise ValueError(
+                f"backend {name!r} needs CUDA tensors; use backend='torch' (or 'auto') on {device}"
+            )
+        return "torch"
+    if name == "auto":
+        return next((b for b in ("cce", "liger") if available(b)), "torch")
+    if not available(name):
+        pkg = "cut-cross-entropy" if name == "cce" else "liger-kernel>=0.8.2"
+        raise ValueError(f"backend {name!r} is not installed: pip install '{pkg}', or use backend='torch'")
+    return name
+
+
+def fused_backend_loss(
+    name: str,
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    labels: torch.Tensor,
+    ignore_index: int,
+) -> torch.Tensor | None:
+    """Per-row float32 loss ``[N]`` (0 where ignored) from a CUDA kernel, or None to use torch."""
+    chosen = pick(name, hidden.device)
+    if chosen == "torch":
+        return None
+    if chosen == "cce":
+        from cut_cross_entropy import linear_cross_entropy
+
+        out = linear_cross_entropy(
+            hidden, weight, labels, bias=bias, ignore_index=ignore_index, reduction="none", shift=False
+        )
+    else:
+        from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy
+
+        out = liger_fused_linear_cross_entropy(
+            hidden, weight, labels, bias=bias, ignore_index=ignore_index, reduction="none"
+        )
+    out = out.float()
+    return torch.where(labels != ignore_index, out, torch.zeros_like(out))

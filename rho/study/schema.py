@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from rho.train.config import SCOPES
+
 #: Names that become path components (profiles, runs, scorers, notebook parts): no separators, no dots.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
@@ -141,6 +143,7 @@ _PROFILE = Section(
         "launcher": Value("str"),
         "parallel": Value("choice", choices=("ddp", "fsdp")),
         "num_threads": _int(1, nullable=True),
+        "selection_scope": Value("choice", choices=SCOPES),
     },
 )
 
@@ -150,7 +153,7 @@ PARAMS = Section(
         "profile": NAME,
         "slm": Section(
             required={"ratio": _frac(), "score": Value("choice", choices=SCORES)},
-            optional={"scope": Value("choice", choices=("global", "micro"))},
+            optional={"scope": Value("choice", choices=SCOPES)},
         ),
         "cpt": Section(
             required={

@@ -164,3 +164,30 @@ def test_data_shard_without_provenance_logs_no_label_counts(data, tmp_path) -> N
     make_shard(tmp_path / "plain", tok, labels=False)
     train(base_config(data, out_dir=str(tmp_path / "p"), train_shard=str(tmp_path / "plain"), max_steps=1))
     assert "label_counts" not in read_log(tmp_path / "p" / "log.jsonl")[0]
+
+
+def test_two_identical_runs_write_identical_bytes(data, tmp_path, monkeypatch) -> None:
+    """Everything a run writes, checkpoints included, is a function of its config (relative paths,
+    seeded generators); only the wall-clock log ``timing.jsonl`` differs between two runs."""
+    import random
+
+    import numpy as np
+
+    from rho.io import sha256_file
+
+    def run(where: str, noise: int) -> dict[str, str]:
+        (tmp_path / where).mkdir()
+        monkeypatch.chdir(tmp_path / where)  # the same relative out_dir in two different folders
+        random.seed(noise)  # whatever the process did before must not leak into the run's files
+        np.random.seed(noise)
+        train(base_config(data, out_dir="run", max_steps=6, warmup_steps=1, ckpt_every_tokens=192))
+        root = tmp_path / where / "run"
+        files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != "timing.jsonl")
+        return {str(p.relative_to(root)): sha256_file(p) for p in files}
+
+    a, b = run("x", 1), run("y", 2)
+    assert "ckpt/trainer.pt" in a and "log.jsonl" in a and "environment.json" in a
+    assert a == b
+    log = read_log(tmp_path / "x" / "run" / "log.jsonl")
+    assert [r["step"] for r in log] == list(range(1, 7))
+    assert all(r["step_time_s"] > 0 for r in log)  # joined from timing.jsonl

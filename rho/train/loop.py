@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import contextlib
 import math
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -111,7 +113,11 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> TrainResult:
     if ctx.is_main:
         rundir.clean_stale(out)  # leftovers of a killed save
     barrier(ctx)
+    # Every generator a checkpoint records starts from the seed (Python's and NumPy's are otherwise
+    # seeded from the OS, and a checkpoint would differ between two identical runs).
     torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)
 
     # ---------------------------------------------------------------- 1. inputs, checked up front
     shard = TokenShard.open(cfg.train_shard)

@@ -430,7 +430,6 @@ def build_hub_data(
             f"{specs['ref'].name!r} (config {specs['ref'].config!r}) instead"
         ),
         "label_names": [],
-        "build_seconds": timings,
     }
-    write_json_atomic(out / "world.json", manifest)
-    return manifest
+    write_json_atomic(out / "world.json", manifest)  # timings are returned, not stored (same bytes on re-runs)
+    return {**manifest, "build_seconds": timings}

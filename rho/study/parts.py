@@ -157,6 +157,9 @@ def data_part(study: Study) -> dict[str, Any]:
     manifest = build_data(study)
     table = corpus_table(study.world_dir)
     d = part_dir(study, "data")
+    # What the world is, in one line a reader can diff: a drift shows up in git (results/<profile>/data).
+    identity = {k: manifest[k] for k in ("fingerprint", "seed", "general_source") if k in manifest}
+    write_json_atomic(d / "world_identity.json", identity)
     flat = table.reset_index()  # the corpus name is the index; tables keep it as a column
     write_table3(
         flat, d / "corpus_table", title=titled(study, f"Corpora of the miniature world (seed {study.seed})")

@@ -97,11 +97,14 @@ def _raw(sock: Path, payload: bytes, fds: list[int] | None = None) -> bytes:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(30)
         s.connect(str(sock))
-        if fds:
-            socket.send_fds(s, [payload], fds)
-        else:
-            s.sendall(payload)
-        s.shutdown(socket.SHUT_WR)
+        try:
+            if fds:
+                socket.send_fds(s, [payload], fds)
+            else:
+                s.sendall(payload)
+            s.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):  # the server dropped us before reading: fine
+            return b""
         chunks = []
         try:
             while chunk := s.recv(65536):

@@ -431,5 +431,5 @@ def build_hub_data(
         ),
         "label_names": [],
     }
-    write_json_atomic(out / "world.json", manifest)  # timings are returned, not stored (same bytes on re-runs)
+    write_json_atomic(out / "world.json", manifest)  # timings are returned, not stored
     return {**manifest, "build_seconds": timings}

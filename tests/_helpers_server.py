@@ -3,9 +3,31 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
+
+#: A client process: runs its argv through the stage server named by RHO_STUDY_SERVER (exit 99: no
+#: server took the stage).
+CLIENT = (
+    "import sys; from rho.study.server import run_via_server; "
+    "r = run_via_server(sys.argv[1:]); sys.exit(99 if r is None else r)"
+)
+
+
+def client_cmd(*argv: str) -> list[str]:
+    """The command line of a client process asking for stage ``argv``."""
+    return [sys.executable, "-c", CLIENT, *argv]
+
+
+def run_client(
+    env: dict[str, str], *argv: str, cwd: Path, timeout: float = 60
+) -> subprocess.CompletedProcess:
+    """Run a client process to its end and return its exit status and output."""
+    return subprocess.run(
+        client_cmd(*argv), cwd=cwd, capture_output=True, text=True, env=env, timeout=timeout
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from _helpers_server import client_cmd, run_client
 
 from rho.study import server
 
@@ -38,10 +39,6 @@ else:
     preload = ()
 server.serve({sock!r}, main, idle_timeout=120, preload=preload, owner={owner!r}, grace=20)
 """
-CLIENT = (
-    "import sys; from rho.study.server import run_via_server; "
-    "r = run_via_server(sys.argv[1:]); sys.exit(99 if r is None else r)"
-)
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -82,14 +79,7 @@ def served(tmp_path):
 
 
 def _client(sock: Path, *argv: str, cwd: Path = ROOT, timeout: float = 60, **env: str):
-    return subprocess.run(
-        [sys.executable, "-c", CLIENT, *argv],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env=_env(RHO_STUDY_SERVER=str(sock), **env),
-        timeout=timeout,
-    )
+    return run_client(_env(RHO_STUDY_SERVER=str(sock), **env), *argv, cwd=cwd, timeout=timeout)
 
 
 def _raw(sock: Path, payload: bytes, fds: list[int] | None = None) -> bytes:
@@ -169,7 +159,7 @@ def test_sigterm_stops_the_server_and_its_stages(served, tmp_path):
     sock, proc = served
     pidfile = tmp_path / "pid"
     client = subprocess.Popen(
-        [sys.executable, "-c", CLIENT, "sleep", str(pidfile)], cwd=ROOT, env=_env(RHO_STUDY_SERVER=str(sock))
+        client_cmd("sleep", str(pidfile)), cwd=ROOT, env=_env(RHO_STUDY_SERVER=str(sock))
     )
     _wait_for(lambda: pidfile.exists() and pidfile.read_text(), "the stage did not start")
     stage = int(pidfile.read_text())

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _helpers_server import client_cmd, run_client
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -19,10 +20,6 @@ from _helpers_server import main
 from rho.study import server
 server.serve({sock!r}, main, idle_timeout=120, preload=(), watch={watch!r})
 """
-CLIENT = (
-    "import sys; from rho.study.server import run_via_server; "
-    "r = run_via_server(sys.argv[1:]); sys.exit(99 if r is None else r)"
-)
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -47,14 +44,7 @@ def served(tmp_path):
 
 
 def _client(sock: Path, *argv: str, cwd: Path = ROOT, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", CLIENT, *argv],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env=_env(RHO_STUDY_SERVER=str(sock), **env),
-        timeout=60,
-    )
+    return run_client(_env(RHO_STUDY_SERVER=str(sock), **env), *argv, cwd=cwd)
 
 
 def _stage_pid(pidfile: Path) -> int:
@@ -104,7 +94,7 @@ def test_killing_the_client_kills_the_stage(served, tmp_path):
     sock, _, _ = served
     pidfile = tmp_path / "pid"
     client = subprocess.Popen(
-        [sys.executable, "-c", CLIENT, "sleep", str(pidfile)], cwd=ROOT, env=_env(RHO_STUDY_SERVER=str(sock))
+        client_cmd("sleep", str(pidfile)), cwd=ROOT, env=_env(RHO_STUDY_SERVER=str(sock))
     )
     stage = _stage_pid(pidfile)
     client.kill()
@@ -130,7 +120,7 @@ def test_a_dead_server_takes_its_stage_along_and_the_client_fails(served, tmp_pa
     sock, _, proc = served
     pidfile = tmp_path / "pid"
     client = subprocess.Popen(
-        [sys.executable, "-c", CLIENT, "sleep", str(pidfile)],
+        client_cmd("sleep", str(pidfile)),
         cwd=ROOT,
         env=_env(RHO_STUDY_SERVER=str(sock)),
         stderr=subprocess.PIPE,

@@ -2,56 +2,73 @@
 
 import random
 import re
-from fractions import Fraction
 
 import pytest
 
 from rho.data.contamination import build_index, normalise
 from rho.data.miniature.math_docs import noisy_page
 from rho.data.miniature.noise import NOISE_KINDS
-from rho.data.miniature.problems import FAMILIES, GSM_HELDOUT, GSM_TRAIN, gsm_problem, multiple_choice
+from rho.data.miniature.problems import (
+    FAMILIES,
+    HELDOUT_TEMPLATES,
+    TRAIN_MIX,
+    TWO_STEP_TRAIN,
+    multiple_choice,
+    with_answer,
+)
 from rho.data.miniature.suites import TASKS, generate_task
 from rho.data.miniature.world import build_world
 from rho.data.profiles import PROFILES, ProfileError, get_profile
 from rho.data.provenance import LABEL_NAMES, check_spans
+
+BOXED = {"linear_equation", "percent", "expression"}
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_every_family_states_its_answer_and_its_equations_hold(family):
     for i in range(60):
         p = FAMILIES[family](random.Random(f"t{i}"))
-        assert p.solution.endswith(f"The answer is {p.answer}.") and p.question and p.family == family
-        if family in ("gsm", "gsm_heldout"):
-            continue
-        # every "a op b [op c ...] = d" step of the hand-written families is arithmetically right
+        closing = f"The answer is \\boxed{{{p.answer}}}." if family in BOXED else f"The answer is {p.answer}."
+        assert p.solution.endswith(closing) and p.question and p.family == family
+        # every "a op b [op c ...] = d" step is arithmetically right, and there is at least one
         steps = re.findall(r"((?:-?\d+ [-+*/] )+\d+) = (-?\d+)", p.solution)
+        assert steps, p.solution
         for expr, value in steps:
             assert eval(expr) == int(value), p.solution  # expr holds only digits and + - * /
+        # the last computation's result is the answer (the answer follows from the question's numbers)
+        assert steps[-1][1] == p.answer, p.solution
         if family == "linear_equation":
             a, v, op, b, c = re.fullmatch(
                 r"Solve for \w: (\d+)(\w) ([-+]) (\d+) = (-?\d+)\.", p.question
             ).groups()
             assert eval(f"{a} * {p.answer} {op} {b}") == int(c)
-        elif family != "table" and p.template != "gcd":
-            assert steps, p.solution
-        assert Fraction(p.answer) >= 0
+        assert int(p.answer) >= 0
+        # numbers stay small: at most two digits in every answer and operand of the question
+        assert all(len(n) <= 3 for n in re.findall(r"\d+", p.question)), p.question
 
 
-def test_gsm_split_of_templates():
-    assert len(GSM_HELDOUT) == 20 and set(GSM_TRAIN) | GSM_HELDOUT == set(range(100))
-    for i in range(100):
-        p = gsm_problem(random.Random(i))
-        assert int(p.template[3:]) in GSM_TRAIN and "####" not in p.solution
-        assert float(p.answer) == float(re.findall(r"-?\d+(?:\.\d+)?", p.solution)[-1])
-    held = FAMILIES["gsm_heldout"](random.Random(0))
-    assert int(held.template[3:]) in GSM_HELDOUT
+def test_heldout_templates_never_in_the_training_mix():
+    assert HELDOUT_TEMPLATES.isdisjoint(TWO_STEP_TRAIN) and "word_two_step_heldout" not in TRAIN_MIX
+    seen = {FAMILIES["word_two_step"](random.Random(i)).template for i in range(200)}
+    assert seen == set(TWO_STEP_TRAIN)
+    held = {FAMILIES["word_two_step_heldout"](random.Random(i)).template for i in range(100)}
+    assert held == set(HELDOUT_TEMPLATES)
 
 
-def test_multiple_choice_has_one_gold():
+@pytest.mark.parametrize("family", ["word_two_step", "percent", "arithmetic"])
+def test_multiple_choice_options_are_worked_solutions_with_one_right(family):
     for i in range(50):
-        p = FAMILIES["fraction"](random.Random(i))
+        p = FAMILIES[family](random.Random(i))
         choices, label = multiple_choice(p, random.Random(i), 5)
-        assert len(set(choices)) == 5 and choices[label] == p.answer and choices.count(p.answer) == 1
+        assert len(set(choices)) == 5 and choices[label] == p.solution and choices.count(p.solution) == 1
+        for k, c in enumerate(choices):
+            if k == label:
+                continue
+            # a wrong option differs only in its last result and closing sentence
+            wrong = re.findall(r"(\d+)\}?\.$", c)[0]
+            assert wrong != p.answer and c == with_answer(p, wrong)
+            last = re.findall(r"((?:-?\d+ [-+*/] )+\d+) = (-?\d+)", c)[-1]
+            assert last[1] == wrong and eval(last[0]) != int(wrong)
 
 
 def test_eval_problems_unique_across_tasks():
@@ -61,6 +78,13 @@ def test_eval_problems_unique_across_tasks():
         for recs in generate_task(task, 0, 4, 60, seen).values():
             questions += [r["question"] for r in recs]
     assert len(questions) == len(set(questions)) == len(TASKS) * 64
+
+
+def test_mini_sized_tasks_draw_500_unique_problems_each():
+    seen: set = set()
+    for task in TASKS:
+        recs = generate_task(task, 0, 4, 500, seen)
+        assert len(recs["test"]) == 500
 
 
 def test_ngram_index_finds_problems_not_templates():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rho.data.contamination import build_index
-from rho.data.miniature.problems import GSM_HELDOUT
+from rho.data.miniature.problems import HELDOUT_TEMPLATES
 from rho.data.miniature.world import WorldExistsError, build_world, world_fingerprint
 from rho.data.provenance import char_labels
 from rho.data.shards import TokenShard
@@ -60,9 +60,9 @@ def test_layout_manifest_and_eval_records(world):
             assert len(recs) == n
             for r in recs:
                 assert set(r) == {"id", "question", "solution", "answer", "choices", "label", "template"}
-                assert r["solution"].endswith(f"The answer is {r['answer']}.")
+                assert r["solution"].endswith((f"The answer is {r['answer']}.", f"\\boxed{{{r['answer']}}}."))
                 if t["kind"] == "multiple_choice":
-                    assert r["choices"][r["label"]] == r["answer"] and len(set(r["choices"])) == len(
+                    assert r["choices"][r["label"]] == r["solution"] and len(set(r["choices"])) == len(
                         r["choices"]
                     )
                 else:
@@ -70,7 +70,7 @@ def test_layout_manifest_and_eval_records(world):
                 ids.add(r["id"])
     assert len(ids) == sum(12 for _ in tasks)
     unseen = [json.loads(x) for x in (world / "eval" / "gsm_unseen" / "test.jsonl").read_text().splitlines()]
-    assert all(int(r["template"].split("gsm")[-1]) in GSM_HELDOUT for r in unseen)
+    assert all(r["template"].split("/")[1] in HELDOUT_TEMPLATES for r in unseen)
 
 
 def test_smoke_world_equals_the_committed_fingerprint(world):
@@ -185,7 +185,7 @@ def test_no_eval_problem_in_any_training_corpus_and_planted_leak_found(world):
         text = "\n".join(d["text"] for d in _raw(world, name))
         assert index.find(text) == [], name
         templates = {t for d in _raw(world, name) for t in d["meta"].get("templates", [])}
-        assert not {f"gsm{i}" for i in GSM_HELDOUT} & templates, name
+        assert not HELDOUT_TEMPLATES & templates, name
     leak = recs[len(recs) // 2]
     doc = _raw(world, "owm")[3]["text"]
     planted = doc[:200] + "\nQuestion: " + leak["question"] + "\n" + doc[200:]

@@ -1,18 +1,20 @@
-"""Math problem families with worked solutions ending "The answer is X.".
+"""Math problem families with short worked solutions ending "The answer is X.".
 
-Every family is a function ``(rng) -> Problem``.  The easy families (small-number arithmetic,
-one-step word problems, linear equations, ...) keep accuracies of tiny models off the floor;
-``gsm`` wraps the 100 GSM8K-derived templates of ``reasoning_gym``'s ``gsm_symbolic`` (a fixed
-subset of its templates is held out of every training corpus, see :data:`GSM_HELDOUT`).
+Every family is a function ``(rng) -> Problem``.  The families are sized for models of about a
+million parameters (calibrated in ``docs/calibration.md``): one or two operations on small
+numbers that the question states, so a model that copies the question's numbers and does the
+arithmetic digit by digit (the tokenizer splits digits) answers right.  MATH-role families
+(equations, percentages, expressions) end with a boxed answer, ``The answer is \\boxed{X}.``.
+Two of the two-step word-problem templates (:data:`HELDOUT_TEMPLATES`) never appear in any
+training corpus: the ``gsm_unseen`` task measures generalisation to unseen problem templates.
 A problem is identified by its family, template and numbers (:attr:`Problem.key`).
 """
 
 from __future__ import annotations
 
-import math
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -92,26 +94,29 @@ def _fmt(x: float | int | Fraction) -> str:
     return str(x)
 
 
-def _done(family: str, template: str, question: str, steps: list[str], answer) -> Problem:
+def _done(
+    family: str, template: str, question: str, steps: list[str], answer, boxed: bool = False
+) -> Problem:
     ans = _fmt(answer)
-    return Problem(family, template, question, " ".join(steps + [f"The answer is {ans}."]), ans)
+    final = f"The answer is \\boxed{{{ans}}}." if boxed else f"The answer is {ans}."
+    return Problem(family, template, question, " ".join(steps + [final]), ans)
 
 
-# ---------------------------------------------------------------- easy arithmetic
+# ---------------------------------------------------------------- arithmetic
 def arithmetic(rng: random.Random) -> Problem:
-    """Small-number +, -, *, / with a one-line solution."""
+    """One operation on small numbers (+, - up to 60; *, / within the 9 x 9 table)."""
     op = rng.choice("+-*/")
     if op == "+":
-        a, b = rng.randint(1, 60), rng.randint(1, 60)
+        a, b = rng.randint(1, 40), rng.randint(1, 40)
         c = a + b
     elif op == "-":
-        a, b = sorted((rng.randint(1, 80), rng.randint(1, 80)), reverse=True)
+        a, b = sorted((rng.randint(1, 60), rng.randint(1, 60)), reverse=True)
         c = a - b
     elif op == "*":
-        a, b = rng.randint(2, 12), rng.randint(2, 12)
+        a, b = rng.randint(2, 9), rng.randint(2, 9)
         c = a * b
     else:
-        b, c = rng.randint(2, 12), rng.randint(1, 12)
+        b, c = rng.randint(2, 9), rng.randint(1, 9)
         a = b * c
     form = rng.randrange(3)
     q = [f"What is {a} {op} {b}?", f"Compute {a} {op} {b}.", f"Calculate {a} {op} {b}."][form]
@@ -119,11 +124,10 @@ def arithmetic(rng: random.Random) -> Problem:
 
 
 def chain_sum(rng: random.Random) -> Problem:
-    """A chain of 3-4 small additions/subtractions, solved left to right."""
-    n = rng.randint(3, 4)
-    nums = [rng.randint(1, 30) for _ in range(n)]
+    """Three small numbers added or subtracted left to right (every partial result >= 0)."""
+    nums = [rng.randint(1, 20) for _ in range(3)]
     ops, acc = [], nums[0]
-    for x in nums[1:]:  # keep every partial sum non-negative
+    for x in nums[1:]:
         ops.append("-" if acc >= x and rng.random() < 0.5 else "+")
         acc = acc - x if ops[-1] == "-" else acc + x
     expr = str(nums[0]) + "".join(f" {o} {x}" for o, x in zip(ops, nums[1:]))
@@ -132,214 +136,178 @@ def chain_sum(rng: random.Random) -> Problem:
         new = acc + x if o == "+" else acc - x
         steps.append(f"{acc} {o} {x} = {new}.")
         acc = new
-    return _done("chain_sum", f"chain{n}", f"What is {expr}?", steps, acc)
+    form = rng.randrange(2)
+    q = [f"What is {expr}?", f"Work out {expr}."][form]
+    return _done("chain_sum", f"chain{form}", q, steps, acc)
 
 
 # ---------------------------------------------------------------- word problems
 def word_one_step(rng: random.Random) -> Problem:
-    """One-step word problems (MAWPS-like): join, separate, groups, sharing."""
+    """One-step word problems (MAWPS-like): join, separate, groups, sharing, combine, compare."""
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
+    other = rng.choice([n for n in NAMES if n != name])
     t = rng.randrange(6)
     if t == 0:
-        a, b = rng.randint(2, 40), rng.randint(2, 40)
+        a, b = rng.randint(2, 30), rng.randint(2, 30)
         q = f"{name} has {a} {item}. {name} gets {b} more {item}. How many {item} does {name} have now?"
-        return _done("word_one_step", "join", q, [f"{name} has {a} + {b} = {a + b} {item}."], a + b)
+        return _done("word_one_step", "join", q, [f"{a} + {b} = {a + b}."], a + b)
     if t == 1:
-        a = rng.randint(10, 60)
+        a = rng.randint(10, 50)
         b = rng.randint(1, a - 1)
         q = f"{name} had {a} {item} and gave {b} of them away. How many {item} are left?"
-        return _done("word_one_step", "separate", q, [f"{a} - {b} = {a - b} {item} are left."], a - b)
+        return _done("word_one_step", "separate", q, [f"{a} - {b} = {a - b}."], a - b)
     if t == 2:
-        a, b = rng.randint(2, 9), rng.randint(2, 12)
+        a, b = rng.randint(2, 9), rng.randint(2, 9)
         box = rng.choice(CONTAINERS)
         q = f"There are {a} {box} with {b} {item} in each. How many {item} are there in total?"
-        return _done("word_one_step", "groups", q, [f"{a} * {b} = {a * b} {item}."], a * b)
+        return _done("word_one_step", "groups", q, [f"{a} * {b} = {a * b}."], a * b)
     if t == 3:
-        b, c = rng.randint(2, 9), rng.randint(2, 12)
-        a = b * c
-        q = f"{name} shares {a} {item} equally among {b} friends. How many {item} does each friend get?"
-        return _done("word_one_step", "share", q, [f"{a} / {b} = {c} {item} each."], c)
+        b, c = rng.randint(2, 9), rng.randint(2, 9)
+        q = f"{name} shares {b * c} {item} equally among {b} friends. How many {item} does each friend get?"
+        return _done("word_one_step", "share", q, [f"{b * c} / {b} = {c}."], c)
     if t == 4:
-        a, b = rng.randint(2, 40), rng.randint(2, 40)
-        other = rng.choice([n for n in NAMES if n != name])
+        a, b = rng.randint(2, 30), rng.randint(2, 30)
         q = f"{name} has {a} {item} and {other} has {b} {item}. How many {item} do they have together?"
-        return _done("word_one_step", "combine", q, [f"{a} + {b} = {a + b} {item}."], a + b)
-    a, b = sorted((rng.randint(2, 60), rng.randint(2, 60)), reverse=True)
+        return _done("word_one_step", "combine", q, [f"{a} + {b} = {a + b}."], a + b)
+    a, b = sorted((rng.randint(2, 50), rng.randint(2, 50)), reverse=True)
     a += 1
-    other = rng.choice([n for n in NAMES if n != name])
     q = f"{name} has {a} {item}. {other} has {b} {item}. How many more {item} does {name} have than {other}?"
-    return _done("word_one_step", "compare", q, [f"{a} - {b} = {a - b} more {item}."], a - b)
+    return _done("word_one_step", "compare", q, [f"{a} - {b} = {a - b}."], a - b)
 
 
-def word_two_step(rng: random.Random) -> Problem:
-    """Two-step word problems (ASDiv-like)."""
+def _two_step(rng: random.Random, template: str) -> tuple[str, list[str], int]:
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
-    t = rng.randrange(4)
-    if t == 0:
-        a, b, c = rng.randint(10, 50), rng.randint(2, 30), rng.randint(1, 9)
+    if template == "buy_lose":
+        a, b = rng.randint(5, 30), rng.randint(2, 20)
+        c = rng.randint(1, a + b - 1)
         q = f"{name} has {a} {item}, buys {b} more and then loses {c}. How many {item} does {name} have?"
-        s = [
-            f"After buying, {name} has {a} + {b} = {a + b}.",
-            f"After losing {c}, {a + b} - {c} = {a + b - c}.",
-        ]
-        return _done("word_two_step", "buy_lose", q, s, a + b - c)
-    if t == 1:
-        a, b, c = rng.randint(2, 8), rng.randint(2, 10), rng.randint(1, 20)
+        return q, [f"{a} + {b} = {a + b}.", f"{a + b} - {c} = {a + b - c}."], a + b - c
+    if template == "boxes_plus":
+        a, b, c = rng.randint(2, 9), rng.randint(2, 9), rng.randint(1, 20)
         box = rng.choice(CONTAINERS)
         q = f"{name} has {a} {box} of {b} {item} and {c} loose {item}. How many {item} does {name} have?"
-        s = [f"The {box} hold {a} * {b} = {a * b} {item}.", f"{a * b} + {c} = {a * b + c}."]
-        return _done("word_two_step", "boxes_plus", q, s, a * b + c)
-    if t == 2:
-        p, n, m = rng.randint(2, 9), rng.randint(2, 9), rng.randint(p_min := 1, 5)
-        del p_min
-        q = f"Each of the {item} costs {p} dollars. {name} buys {n} of them and pays with {p * n + m * 5} dollars. How much change does {name} get?"
-        s = [
-            f"The cost is {n} * {p} = {n * p} dollars.",
-            f"The change is {p * n + m * 5} - {n * p} = {m * 5} dollars.",
-        ]
-        return _done("word_two_step", "change", q, s, m * 5)
-    a, b = rng.randint(2, 9), rng.randint(2, 9)
-    d = rng.randint(2, 6)
-    q = f"{name} reads {a} pages on Monday and {b} pages on Tuesday, and does the same every week. How many pages does {name} read in {d} weeks?"
-    s = [
-        f"Each week {name} reads {a} + {b} = {a + b} pages.",
-        f"In {d} weeks that is {a + b} * {d} = {(a + b) * d} pages.",
-    ]
-    return _done("word_two_step", "weekly", q, s, (a + b) * d)
+        return q, [f"{a} * {b} = {a * b}.", f"{a * b} + {c} = {a * b + c}."], a * b + c
+    if template == "give_get":
+        a, b = rng.randint(10, 40), rng.randint(1, 9)
+        c = rng.randint(2, 20)
+        q = f"{name} had {a} {item}, gave {b} to a friend and then found {c} more. How many {item} does {name} have now?"
+        return q, [f"{a} - {b} = {a - b}.", f"{a - b} + {c} = {a - b + c}."], a - b + c
+    if template == "two_friends":
+        a, b, c = rng.randint(2, 25), rng.randint(2, 25), rng.randint(2, 25)
+        other, third = rng.sample([n for n in NAMES if n != name], 2)
+        q = f"{name} has {a} {item}, {other} has {b} and {third} has {c}. How many {item} do they have in all?"
+        return q, [f"{a} + {b} = {a + b}.", f"{a + b} + {c} = {a + b + c}."], a + b + c
+    if template == "weekly":  # held out
+        a, b, d = rng.randint(2, 9), rng.randint(2, 9), rng.randint(2, 5)
+        q = f"{name} reads {a} pages on Monday and {b} pages on Tuesday every week. How many pages does {name} read in {d} weeks?"
+        return q, [f"{a} + {b} = {a + b}.", f"{a + b} * {d} = {(a + b) * d}."], (a + b) * d
+    if template == "change":  # held out
+        p, n = rng.randint(2, 9), rng.randint(2, 5)
+        paid = p * n + rng.randint(1, 20)
+        q = f"Each of the {item} costs {p} dollars. {name} buys {n} of them and pays {paid} dollars. How much change does {name} get?"
+        return q, [f"{n} * {p} = {n * p}.", f"{paid} - {n * p} = {paid - n * p}."], paid - n * p
+    raise ValueError(f"unknown two-step template {template!r}")
+
+
+#: Two-step templates that no training corpus contains (the ``gsm_unseen`` task).
+HELDOUT_TEMPLATES: frozenset[str] = frozenset({"weekly", "change"})
+TWO_STEP_TRAIN: tuple[str, ...] = ("buy_lose", "boxes_plus", "give_get", "two_friends")
+
+
+def word_two_step(rng: random.Random, templates: Collection[str] = TWO_STEP_TRAIN) -> Problem:
+    """Two-step word problems (GSM8K/ASDiv-like), from the training templates by default."""
+    template = rng.choice(sorted(templates))
+    q, steps, ans = _two_step(rng, template)
+    return _done("word_two_step", template, q, steps, ans)
+
+
+def word_two_step_heldout(rng: random.Random) -> Problem:
+    """A two-step problem from a held-out template (never in any training corpus)."""
+    p = word_two_step(rng, HELDOUT_TEMPLATES)
+    return Problem("word_two_step_heldout", p.template, p.question, p.solution, p.answer)
 
 
 def word_distractor(rng: random.Random) -> Problem:
     """A one-step word problem with an irrelevant sentence (SVAMP-style variation)."""
     p = word_one_step(rng)
     name = next((n for n in NAMES if p.question.startswith(n)), rng.choice(NAMES))
-    extra = f"{name} also has {rng.randint(2, 30)} {rng.choice(ITEMS)} at home."
+    extra = f"{name} also has {rng.randint(2, 30)} {rng.choice(ITEMS)} at home"
     sentences = p.question.split(". ")
-    sentences.insert(1, extra.rstrip("."))
+    sentences.insert(1, extra)
     return Problem("word_distractor", p.template, ". ".join(sentences), p.solution, p.answer)
 
 
-# ---------------------------------------------------------------- algebra and number theory
+# ---------------------------------------------------------------- MATH-role families (boxed answers)
 def linear_equation(rng: random.Random) -> Problem:
-    """Solve a*x + b = c (or a*x - b = c) for an integer x."""
-    var = rng.choice("xyznk")
-    a, x, b = rng.randint(2, 9), rng.randint(1, 12), rng.randint(1, 20)
-    if rng.random() < 0.5:
+    """Solve a*x + b = c (or a*x - b = c) for a small positive integer x."""
+    var = rng.choice("xyzn")
+    a, x, b = rng.randint(2, 6), rng.randint(1, 10), rng.randint(1, 20)
+    if rng.random() < 0.5 or a * x - b < 0:
         c = a * x + b
         q = f"Solve for {var}: {a}{var} + {b} = {c}."
-        s = [f"Subtract {b} from both sides: {a}{var} = {c - b}.", f"Divide both sides by {a}: {var} = {x}."]
-        return _done("linear_equation", "plus", q, s, x)
+        s = [f"{c} - {b} = {c - b}, so {a}{var} = {c - b}.", f"{c - b} / {a} = {x}, so {var} = {x}."]
+        return _done("linear_equation", f"plus_{var}", q, s, x, boxed=True)
     c = a * x - b
     q = f"Solve for {var}: {a}{var} - {b} = {c}."
-    s = [f"Add {b} to both sides: {a}{var} = {c + b}.", f"Divide both sides by {a}: {var} = {x}."]
-    return _done("linear_equation", "minus", q, s, x)
-
-
-def fraction_simplify(rng: random.Random) -> Problem:
-    """Simplify a fraction to lowest terms."""
-    n, d = rng.randint(1, 9), rng.randint(2, 12)
-    while math.gcd(n, d) != 1 or n >= d:
-        n, d = rng.randint(1, 9), rng.randint(2, 12)
-    k = rng.randint(2, 9)
-    q = f"Simplify the fraction {n * k}/{d * k}."
-    s = [
-        f"The greatest common divisor of {n * k} and {d * k} is {k}.",
-        f"{n * k} / {k} = {n} and {d * k} / {k} = {d}.",
-    ]
-    return _done("fraction", "simplify", q, s, Fraction(n, d))
-
-
-def gcd_lcm(rng: random.Random) -> Problem:
-    """Greatest common divisor or least common multiple of two small numbers."""
-    g = rng.randint(2, 9)
-    a, b = g * rng.randint(1, 9), g * rng.randint(1, 9)
-    if rng.random() < 0.5:
-        x, y, steps = max(a, b), min(a, b), []
-        while y:
-            steps.append(f"{x} = {x // y} * {y} + {x % y}.")
-            x, y = y, x % y
-        return _done("gcd_lcm", "gcd", f"What is the greatest common divisor of {a} and {b}?", steps, x)
-    gg = math.gcd(a, b)
-    lcm = a * b // gg
-    s = [
-        f"The greatest common divisor of {a} and {b} is {gg}.",
-        f"The least common multiple is {a} * {b} / {gg} = {lcm}.",
-    ]
-    return _done("gcd_lcm", "lcm", f"What is the least common multiple of {a} and {b}?", s, lcm)
+    s = [f"{c} + {b} = {c + b}, so {a}{var} = {c + b}.", f"{c + b} / {a} = {x}, so {var} = {x}."]
+    return _done("linear_equation", f"minus_{var}", q, s, x, boxed=True)
 
 
 def percent(rng: random.Random) -> Problem:
-    """p percent of n, with an integer result."""
-    p = rng.choice([10, 20, 25, 50, 75, 5, 40, 60])
-    n = rng.randint(1, 20) * (100 // math.gcd(p, 100))
-    r = p * n // 100
-    q = f"What is {p}% of {n}?"
-    s = [f"{p}% of {n} is {n} * {p} / 100 = {r}."]
-    return _done("percent", "percent_of", q, s, r)
+    """p percent of n, with an integer result below 100."""
+    p = rng.choice([10, 20, 25, 50])
+    unit = 100 // p
+    r = rng.randint(1, 60)
+    n = unit * r
+    form = rng.randrange(2)
+    q = [f"What is {p}% of {n}?", f"Find {p} percent of {n}."][form]
+    s = [f"{p}% is 1/{unit}.", f"{n} / {unit} = {r}."]
+    return _done("percent", f"percent{form}", q, s, r, boxed=True)
 
 
+def expression(rng: random.Random) -> Problem:
+    """Evaluate a * b + c or a * b - c (small numbers), multiplication first."""
+    a, b, c = rng.randint(2, 9), rng.randint(2, 9), rng.randint(1, 20)
+    if rng.random() < 0.5 or a * b - c < 0:
+        op, r = "+", a * b + c
+    else:
+        op, r = "-", a * b - c
+    form = rng.randrange(2)
+    q = [f"Evaluate {a} * {b} {op} {c}.", f"What is the value of {a} * {b} {op} {c}?"][form]
+    s = [f"{a} * {b} = {a * b}.", f"{a * b} {op} {c} = {r}."]
+    return _done("expression", f"expr{op}{form}", q, s, r, boxed=True)
+
+
+# ---------------------------------------------------------------- tables (TabMWP role)
 def table_problem(rng: random.Random) -> Problem:
-    """A question over a small text table (TabMWP-like)."""
+    """A question over a three-row text table (TabMWP-like)."""
     item = rng.choice(ITEMS)
-    names = rng.sample(NAMES, rng.randint(3, 5))
+    names = rng.sample(NAMES, 3)
     vals = [rng.randint(1, 30) for _ in names]
     table = f"Name | {item.capitalize()}\n" + "\n".join(f"{n} | {v}" for n, v in zip(names, vals))
     t = rng.randrange(3)
     if t == 0:
         q = f"{table}\nHow many {item} do they have in total?"
-        s = [" + ".join(map(str, vals)) + f" = {sum(vals)}."]
+        s = [
+            f"{vals[0]} + {vals[1]} = {vals[0] + vals[1]}.",
+            f"{vals[0] + vals[1]} + {vals[2]} = {sum(vals)}.",
+        ]
         return _done("table", "total", q, s, sum(vals))
+    i, j = rng.sample(range(3), 2)
     if t == 1:
-        i = max(range(len(vals)), key=lambda k: (vals[k], -k))
-        q = f"{table}\nWhat is the largest number of {item} in the table?"
-        s = [f"The numbers are {', '.join(map(str, vals))}.", f"The largest is {vals[i]}."]
-        return _done("table", "max", q, s, vals[i])
-    i, j = rng.sample(range(len(names)), 2)
-    q = f"{table}\nHow many {item} do {names[i]} and {names[j]} have together?"
+        q = f"{table}\nHow many {item} do {names[i]} and {names[j]} have together?"
+        s = [
+            f"{names[i]} has {vals[i]} and {names[j]} has {vals[j]}.",
+            f"{vals[i]} + {vals[j]} = {vals[i] + vals[j]}.",
+        ]
+        return _done("table", "pair", q, s, vals[i] + vals[j])
+    hi, lo = (i, j) if vals[i] >= vals[j] else (j, i)
+    q = f"{table}\nHow many more {item} does {names[hi]} have than {names[lo]}?"
     s = [
-        f"{names[i]} has {vals[i]} and {names[j]} has {vals[j]}.",
-        f"{vals[i]} + {vals[j]} = {vals[i] + vals[j]}.",
+        f"{names[hi]} has {vals[hi]} and {names[lo]} has {vals[lo]}.",
+        f"{vals[hi]} - {vals[lo]} = {vals[hi] - vals[lo]}.",
     ]
-    return _done("table", "pair", q, s, vals[i] + vals[j])
-
-
-# ---------------------------------------------------------------- gsm_symbolic (reasoning_gym)
-_GSM_GENERATORS: dict[int, Callable] | None = None
-#: Templates of gsm_symbolic held out of every training corpus (generalisation to unseen templates).
-GSM_HELDOUT: frozenset[int] = frozenset(random.Random("rho-gsm-heldout").sample(range(100), 20))
-GSM_TRAIN: tuple[int, ...] = tuple(i for i in range(100) if i not in GSM_HELDOUT)
-
-
-def _gsm_generators() -> dict[int, Callable]:
-    global _GSM_GENERATORS
-    if _GSM_GENERATORS is None:
-        from reasoning_gym.arithmetic.gsm_symbolic import GSMSymbolicDataset, GSMSymbolicDatasetConfig
-
-        _GSM_GENERATORS = dict(GSMSymbolicDataset(GSMSymbolicDatasetConfig(size=1, seed=0)).generators)
-    return _GSM_GENERATORS
-
-
-def gsm_problem(rng: random.Random, templates: tuple[int, ...] = GSM_TRAIN) -> Problem:
-    """A GSM8K-style problem from one of ``templates`` (gsm_symbolic ids 0-99)."""
-    tid = rng.choice(templates)
-    for _ in range(100):  # a few templates occasionally fail to find valid numbers: draw again
-        try:
-            ex = _gsm_generators()[tid](rng, 1.0)
-            break
-        except ValueError:
-            continue
-    else:
-        raise RuntimeError(f"gsm_symbolic template {tid} found no valid numbers in 100 draws")
-    cot = ex["metadata"]["answer_cot"].strip()
-    cot = re.sub(r"\n?####.*$", "", cot).strip()
-    cot = re.sub(r"[ \t]*\n+[ \t]*", " ", cot)
-    ans = str(ex["answer"]).strip()
-    return Problem("gsm", f"gsm{tid}", ex["question"].strip(), f"{cot} The answer is {ans}.", ans)
-
-
-def gsm_heldout(rng: random.Random) -> Problem:
-    """A problem from a held-out gsm_symbolic template (never in training corpora)."""
-    p = gsm_problem(rng, tuple(sorted(GSM_HELDOUT)))
-    return Problem("gsm_heldout", p.template, p.question, p.solution, p.answer)
+    return _done("table", "difference", q, s, vals[hi] - vals[lo])
 
 
 FAMILIES: dict[str, Callable[[random.Random], Problem]] = {
@@ -347,29 +315,25 @@ FAMILIES: dict[str, Callable[[random.Random], Problem]] = {
     "chain_sum": chain_sum,
     "word_one_step": word_one_step,
     "word_two_step": word_two_step,
+    "word_two_step_heldout": word_two_step_heldout,
     "word_distractor": word_distractor,
     "linear_equation": linear_equation,
-    "fraction": fraction_simplify,
-    "gcd_lcm": gcd_lcm,
     "percent": percent,
+    "expression": expression,
     "table": table_problem,
-    "gsm": gsm_problem,
-    "gsm_heldout": gsm_heldout,
 }
 
-#: Mix of families in the training corpora (weights); ``gsm_heldout`` is never trained on.
+#: Mix of families in the training corpora (weights); ``word_two_step_heldout`` is never trained on.
 TRAIN_MIX: dict[str, float] = {
-    "arithmetic": 0.16,
-    "chain_sum": 0.08,
-    "word_one_step": 0.14,
-    "word_two_step": 0.1,
-    "word_distractor": 0.05,
+    "arithmetic": 0.14,
+    "chain_sum": 0.06,
+    "word_one_step": 0.16,
+    "word_two_step": 0.14,
+    "word_distractor": 0.08,
     "linear_equation": 0.1,
-    "fraction": 0.06,
-    "gcd_lcm": 0.06,
-    "percent": 0.05,
-    "table": 0.06,
-    "gsm": 0.14,
+    "percent": 0.08,
+    "expression": 0.1,
+    "table": 0.14,
 }
 
 
@@ -379,26 +343,42 @@ def sample_family(rng: random.Random, mix: dict[str, float] = TRAIN_MIX) -> str:
     return rng.choices(names, weights=[mix[n] for n in names])[0]
 
 
+def with_answer(p: Problem, answer: str) -> str:
+    """``p``'s solution with its final result replaced by ``answer`` (a wrong option's text).
+
+    The last occurrence of the gold answer before the closing sentence (the result of the last
+    computation) and the closing sentence both change, so the option reads as a worked solution
+    whose last step is wrong.
+    """
+    sol, gold = p.solution, p.answer
+    for closing in (f"The answer is \\boxed{{{gold}}}.", f"The answer is {gold}."):
+        if sol.endswith(closing):
+            body = sol[: -len(closing)]
+            new_closing = closing.replace(gold, answer)
+            break
+    else:
+        raise ValueError(f"solution of {p.key} does not end with its answer: {sol!r}")
+    k = body.rfind(f"= {gold}")
+    if k >= 0:
+        body = body[:k] + f"= {answer}" + body[k + len(f"= {gold}") :]
+    return body + new_closing
+
+
 def multiple_choice(p: Problem, rng: random.Random, n_choices: int) -> tuple[list[str], int]:
-    """Choices for ``p``: the gold answer and ``n_choices - 1`` distinct wrong ones, shuffled."""
-    gold = p.answer
-    wrong: set[str] = set()
-    try:
-        g = Fraction(gold)
-    except (ValueError, ZeroDivisionError):
-        g = None
+    """Options for ``p``: its worked solution and ``n_choices - 1`` solutions ending in distinct
+    wrong numbers (near the gold answer, non-negative), shuffled; returns (options, gold index).
+
+    Scored by likelihood, an option is right when its last computation is right: the answer
+    follows from a short computation that the model must carry out.
+    """
+    gold = int(p.answer)
+    wrong: set[int] = set()
     tries = 0
     while len(wrong) < n_choices - 1:
         tries += 1
-        if g is not None:
-            delta = rng.choice([-3, -2, -1, 1, 2, 3, 5, 10]) * (1 if tries < 50 else tries)
-            cand = (
-                _fmt(g + delta) if g.denominator == 1 else _fmt(Fraction(g.numerator + delta, g.denominator))
-            )
-        else:
-            cand = f"{gold} ({tries})"
-        if cand != gold and not cand.startswith("-"):
-            wrong.add(cand)
-    choices = sorted(wrong) + [gold]
-    rng.shuffle(choices)
-    return choices, choices.index(gold)
+        delta = rng.choice([-10, -3, -2, -1, 1, 2, 3, 10]) * (1 if tries < 50 else tries)
+        if gold + delta >= 0 and gold + delta != gold:
+            wrong.add(gold + delta)
+    answers = sorted(wrong) + [gold]
+    rng.shuffle(answers)
+    return [with_answer(p, str(a)) for a in answers], answers.index(gold)

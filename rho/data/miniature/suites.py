@@ -36,23 +36,18 @@ class TaskSpec:
 
 
 TASKS: tuple[TaskSpec, ...] = (
-    TaskSpec(
-        "gsm",
-        "gsm8k",
-        {"gsm": 1.0},
-        "GSM8K-style multi-step word problems (gsm_symbolic training templates, new numbers)",
-    ),
+    TaskSpec("gsm", "gsm8k", {"word_two_step": 1.0}, "GSM8K-style two-step word problems"),
     TaskSpec(
         "gsm_unseen",
         "gsm8k",
-        {"gsm_heldout": 1.0},
-        "GSM8K-style problems from 20 held-out gsm_symbolic templates never seen in training",
+        {"word_two_step_heldout": 1.0},
+        "GSM8K-style two-step problems from templates that no training corpus contains",
     ),
     TaskSpec(
         "math",
         "math",
-        {"linear_equation": 0.3, "fraction": 0.25, "gcd_lcm": 0.25, "percent": 0.2},
-        "MATH-style: equations, fractions, gcd/lcm, percentages",
+        {"linear_equation": 0.4, "percent": 0.3, "expression": 0.3},
+        "MATH-style, boxed answers: linear equations, percentages, expressions",
     ),
     TaskSpec(
         "svamp",
@@ -72,19 +67,27 @@ TASKS: tuple[TaskSpec, ...] = (
         {"word_one_step": 0.7, "chain_sum": 0.3},
         "MAWPS-style simple arithmetic word problems",
     ),
-    TaskSpec("tabmwp", "tabmwp", {"table": 1.0}, "TabMWP-style questions over a small table"),
+    TaskSpec("tabmwp", "tabmwp", {"table": 1.0}, "TabMWP-style questions over a three-row table"),
     TaskSpec(
-        "mathqa", "mathqa", {"word_two_step": 0.5, "percent": 0.5}, "MathQA-style 5-way multiple choice", 5
+        "mathqa",
+        "mathqa",
+        {"word_one_step": 0.5, "word_two_step": 0.5},
+        "MathQA-style 5-way multiple choice (options: worked solutions)",
+        5,
     ),
     TaskSpec(
         "mmlu_stem",
         "mmlu_stem",
-        {"gcd_lcm": 0.4, "fraction": 0.3, "arithmetic": 0.3},
-        "MMLU-STEM-style 4-way multiple choice on number facts",
+        {"arithmetic": 0.5, "expression": 0.3, "percent": 0.2},
+        "MMLU-STEM-style 4-way multiple choice on arithmetic (options: worked solutions)",
         4,
     ),
     TaskSpec(
-        "sat", "sat", {"linear_equation": 0.7, "percent": 0.3}, "SAT-math-style 4-way multiple choice", 4
+        "sat",
+        "sat",
+        {"linear_equation": 0.6, "expression": 0.4},
+        "SAT-math-style 4-way multiple choice (options: worked solutions)",
+        4,
     ),
 )
 

@@ -41,7 +41,7 @@ from rho.data.contamination import NgramIndex, build_index
 from rho.data.miniature import math_docs
 from rho.data.miniature.general import GENERAL_SOURCE, check_general_source, code_documents, prose_documents
 from rho.data.miniature.lm_eval_suite import write_lm_eval_suite
-from rho.data.miniature.problems import GSM_HELDOUT, Problem, problem_key
+from rho.data.miniature.problems import HELDOUT_TEMPLATES, Problem, problem_key
 from rho.data.miniature.suites import write_suites
 from rho.data.profiles import DataProfile, ProfileError, get_profile
 from rho.data.provenance import LABEL_NAMES, VAL_LABEL_NAMES
@@ -59,7 +59,7 @@ class WorldExistsError(ValueError):
 
 def _versions() -> dict[str, str]:
     out = {"rho": rho.__version__, "python": platform.python_version()}
-    for pkg in ("tokenizers", "transformers", "reasoning-gym", "numpy", "torch", "pandas", "datasets"):
+    for pkg in ("tokenizers", "transformers", "numpy", "torch", "pandas", "datasets"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -305,7 +305,7 @@ def build_world(
             "lm_eval": "eval/lm_eval",
             "n_records": len(records),
         },
-        "gsm_heldout_templates": sorted(GSM_HELDOUT),
+        "heldout_templates": sorted(HELDOUT_TEMPLATES),
         "label_names": LABEL_NAMES,
         "rejected_for_contamination": guard.rejected,
         "general_source": {"file": GENERAL_SOURCE.name, "sha256": general_sha256},

@@ -6,13 +6,17 @@ import numpy as np
 import pytest
 
 from rho.data.__main__ import main
-from rho.data.paper import DEFAULT_REF_SOURCE, HubDataError, build_hub_data
+from rho.data.paper import DEFAULT_REF_SOURCE, HubDataError, build_hub_data, hub_layout
 from rho.data.shards import TokenShard, tokenizer_fingerprint
 from rho.data.sources import EmptySourceError, SourceError, UnknownSourceError
 from rho.data.tokenize import TokenizerMismatchError
 from rho.data.tokenizer import load_tokenizer, train_bpe_tokenizer
 
 N_OWM, VAL = 40, 6
+#: One problem of TabMWP's problems_test1k.json (its release format), read instead of its URL.
+TABMWP = {
+    "8": {"question": "Is 7 even or odd?", "choices": ["even", "odd"], "answer": "odd", "table": "n | 7"}
+}
 
 
 def _owm(i: int) -> str:
@@ -64,11 +68,13 @@ def stand_ins(tmp_path_factory):
         (ref / f"{i:03d}.txt").write_text(
             f"Question: what is {i} + {i}? Answer: {i} + {i} = {2 * i}. The answer is {2 * i}."
         )
+    (root / "tabmwp.json").write_text(json.dumps(TABMWP))
     texts = [_owm(i) for i in range(N_OWM)] + [_prose(i) for i in range(50)] + [_code(i) for i in range(50)]
     train_bpe_tokenizer(texts, 400, root / "tok")
     return {
         "root": root,
         "tokenizer": str(root / "tok"),
+        "tabmwp": str(root / "tabmwp.json"),
         "sources": {
             "owm": str(owm),
             "slimpajama": str(slim),
@@ -82,6 +88,8 @@ def stand_ins(tmp_path_factory):
 def _build(stand_ins, out, **kw):
     kw.setdefault("limits", {"general": {"tokens": 4000}})
     kw.setdefault("sources", stand_ins["sources"])
+    kw.setdefault("eval_tasks", ("sat", "tabmwp"))  # the nine in `built` only: fewer files to write
+    kw.setdefault("eval_files", {"tabmwp": stand_ins["tabmwp"]})
     return build_hub_data(
         out, "paper", 0, val_docs=VAL, tokenizer=stand_ins["tokenizer"], num_proc=1, progress=False, **kw
     )
@@ -96,7 +104,7 @@ def _doc_texts(shard: TokenShard, tok) -> list[str]:
 @pytest.fixture(scope="module")
 def built(stand_ins, tmp_path_factory):
     out = tmp_path_factory.mktemp("paper")
-    manifest = _build(stand_ins, out)
+    manifest = _build(stand_ins, out, eval_tasks=None)
     return out, manifest
 
 
@@ -116,6 +124,11 @@ def test_layout_and_owm_split(built, stand_ins):
     assert len(ref) == 12 and ref[0].startswith("Question: what is 0 + 0?")
     assert len(_doc_texts(TokenShard.open(out / "shards" / "ppile"), tok)) == 25
     assert not list(out.glob(".build-hub-*")), "staging folder left behind"
+    written = {p.relative_to(out).as_posix() for p in out.glob("*")} | {
+        p.relative_to(out).as_posix() for p in out.glob("shards/*")
+    }
+    assert written == set(hub_layout("paper")) | {"shards"}  # what dvc.yaml may depend on
+    assert json.loads((out / "shards" / "base" / "released.json").read_text())["corpus"] == "base"
 
 
 def test_general_mix_is_6_3_1_by_tokens(built):
@@ -163,7 +176,12 @@ def test_manifest(built, stand_ins):
     assert c["general"]["mix"] == {"slimpajama": 6.0, "starcoderdata": 3.0, "owm": 1.0}
     assert c["general"]["sources"]["starcoderdata"]["text_column"] == "content"
     assert c["ref"]["substitute"] is False and c["ref"]["limit"] == {"tokens": 500_000_000}
-    assert "gsm8k" in manifest["eval"]["tasks"] and "rho.evaluate" in manifest["eval"]["note"]
+    ev = manifest["eval"]
+    assert ev["path"] == "eval" and ev["format"] == "rho-builtin-suite-v1"
+    assert ev["tasks"]["gsm8k"] == {"n_test": 1319, "n_fewshot": 8} and ev["tasks"]["tabmwp"]["n_test"] == 1
+    assert len(ev["tasks"]) == 9 and json.loads((out / "eval" / "manifest.json").read_text()) == {
+        k: v for k, v in ev.items() if k != "path"
+    }
     assert "not public" in manifest["reference_note"]
     from rho.data.stats import corpus_table
 
@@ -268,6 +286,7 @@ def test_cli_build_hub(stand_ins, tmp_path, capsys):
         argv += ["--source", f"{k}={src[k]}"]
     argv += ["--source", f"ppile={src['ppile']['name']}/data/train-00000.parquet"]
     argv += ["--limit", "owm=7", "--limit", "general=tokens:600", "--limit", "ref=none", "--no-progress"]
+    argv += ["--eval-file", f"tabmwp={stand_ins['tabmwp']}"]
     assert main(argv) == 0
     counts = json.loads(capsys.readouterr().out)
     assert counts["owm"]["docs"] == 7 and counts["owm_val"]["docs"] == 4 and counts["ppile"]["docs"] == 25

@@ -68,6 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="CORPUS=N",
         help="cap a corpus (owm, ppile, ref, general): N documents, tokens:M, docs:N,tokens:M, or none",
     )
+    h.add_argument(
+        "--eval-file",
+        action="append",
+        default=[],
+        metavar="TASK=PATH",
+        help="read a benchmark from a local file in its release format (tabmwp=problems_test1k.json)",
+    )
     h.add_argument("--val-docs", type=int, default=None, help="held-out owm documents (owm_val)")
     h.add_argument("--tokenizer", default=None, help="tokenizer hub name or folder (default: the profile's)")
     h.add_argument("--num-proc", type=int, default=None)
@@ -210,6 +217,7 @@ def _build_hub(args: argparse.Namespace) -> int:
         num_proc=args.num_proc,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        eval_files=_pairs(args.eval_file, "--eval-file"),
     )
     print(
         json.dumps(

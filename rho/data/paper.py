@@ -9,6 +9,11 @@
     shards/ppile/         Proof-Pile-2 (self-reference, paper Sec. 3.4)
     shards/general/       SlimPajama : StarCoderData : OpenWebMath = 6 : 3 : 1 by tokens
     shards/ref/           the reference-model corpus (see the SUBSTITUTION note below)
+    shards/base/          no shard: ``released.json`` says the base model is a released one (no
+                          pretraining corpus); dvc.yaml's base stages depend on this folder
+    eval/                 the paper's nine math benchmarks as a suite folder (rho.evaluate.builtin_suite):
+                          the harness's problem sets shipped in rho/evaluate/benchmarks (TabMWP from
+                          its release URL or ``eval_files``), read by ``python -m rho.study evaluate``
     world.json            manifest: profile, seed, versions, sources, limits, counts, hashes, tokenizer
 
 A profile's ``hub_shards`` limits the build to some of these (``paper_7b``: owm_val, owm, ref);
@@ -45,7 +50,8 @@ shards or tokenizer in ``out_dir`` were made with the same tokenizer unless ``ov
 before anything is written and raises a ``ValueError`` subclass.  Shards are then written into a
 staging folder inside ``out_dir`` and moved into place only once all of them are complete, so a
 failed build leaves an existing world as it was.  Hub documents carry no provenance labels.
-Evaluation uses the built-in hub tasks of :mod:`rho.evaluate` (no ``eval/`` folder is written).
+The evaluation problems are loaded (TabMWP's fetched) with the checks, and ``eval/`` is written
+after the shards, whole and atomically.
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -102,6 +108,16 @@ _SOURCE_OF = {
     "starcoderdata": "starcoderdata",
 }
 _HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+#: The evaluation suite's folder inside the data folder (the study's ``data/<profile>/eval``).
+EVAL_DIR = "eval"
+#: The file in ``shards/base/``: hub profiles continue a released model, so there is no base corpus.
+RELEASED_BASE = "released.json"
+_RELEASED_NOTE = (
+    "hub profiles continue a released model (params.yaml: base_tokens 0): there is no base "
+    "pretraining corpus; this folder exists because dvc.yaml's base stages depend on shards/base"
+)
 
 
 class HubDataError(ValueError):
@@ -223,6 +239,14 @@ def _describe(spec: SourceSpec) -> dict[str, Any]:
     return {k: v for k, v in asdict(spec).items() if k != "limit"}
 
 
+def hub_layout(profile: str | DataProfile = "paper") -> tuple[str, ...]:
+    """The paths, relative to its ``out_dir``, that :func:`build_hub_data` writes for ``profile``
+    (what the study's stages may depend on under ``data/<profile>/``)."""
+    prof = get_profile(profile)
+    shards = tuple(f"shards/{c}" for c in CORPORA if c in set(prof.hub_shards or CORPORA))
+    return ("tokenizer", *shards, "shards/base", EVAL_DIR, "world.json")
+
+
 def build_hub_data(
     out_dir: str | os.PathLike,
     profile: str | DataProfile = "paper",
@@ -236,6 +260,8 @@ def build_hub_data(
     batch_size: int = 256,
     overwrite: bool = False,
     progress: bool = True,
+    eval_tasks: Sequence[str] | None = None,
+    eval_files: Mapping[str, str | os.PathLike] | None = None,
 ) -> dict[str, Any]:
     """Tokenize the paper's corpora into ``out_dir`` and write its ``world.json``; return the manifest.
 
@@ -246,13 +272,17 @@ def build_hub_data(
     ``val_docs`` documents of OpenWebMath are held out as ``owm_val``; ``owm`` starts after them.
     ``seed`` is recorded (corpora are read in their stored order, so the build is deterministic
     given its sources).  ``progress`` shows the mix bar; the tokenizer's bars show on a terminal.
+    ``eval_tasks`` are the benchmarks written to ``eval/`` (default: the paper's nine, every
+    built-in task); ``eval_files`` maps one to local files in its release format, read instead of
+    its source (TabMWP's ``problems_test1k.json``; the other eight ship with rho).
 
     Raises, before anything is written: :class:`HubDataError` (bad profile, corpus name, limit,
     ``val_docs``), :class:`~rho.data.sources.SourceError` and subclasses (unknown or empty source,
     missing text column, an OpenWebMath source with no more than ``val_docs`` documents),
     :class:`~rho.data.tokenizer.TokenizerError` (tokenizer does not load) and
     :class:`~rho.data.tokenize.TokenizerMismatchError` (``out_dir`` holds data made with another
-    tokenizer and not ``overwrite``).
+    tokenizer and not ``overwrite``), :class:`~rho.evaluate.tasks.TaskError` (a benchmark cannot
+    be read: pass ``eval_files``).
     """
     t0 = time.time()
     try:
@@ -320,6 +350,10 @@ def build_hub_data(
         probe = iter_documents(specs[key], count)
         if hasattr(probe, "close"):
             probe.close()
+
+    from rho.evaluate.builtin_suite import load_builtin_suite, write_builtin_suite
+
+    benchmarks = load_builtin_suite(eval_tasks, eval_files)  # before anything is written
 
     def owm_train() -> Iterator[dict]:
         return itertools.islice(iter_documents(specs["owm"]), val_docs, None)
@@ -405,12 +439,14 @@ def build_hub_data(
         with atomic_dir(out / "tokenizer") as tmp:
             tmp.rmdir()
             os.replace(stage / "tokenizer", tmp)
+        with atomic_dir(out / "shards" / "base") as tmp:
+            write_json_atomic(tmp / RELEASED_BASE, {"corpus": "base", "note": _RELEASED_NOTE})
+        eval_manifest = write_builtin_suite(out / EVAL_DIR, benchmarks)
     finally:
         bar.close()
         shutil.rmtree(stage, ignore_errors=True)
 
     from rho.data.miniature.world import _versions
-    from rho.evaluate.tasks import builtin_task_names
 
     manifest = {
         "format": "rho-hub-world-v1",
@@ -420,11 +456,7 @@ def build_hub_data(
         "val_docs": val_docs,
         "corpora": corpora,
         "tokenizer": {"path": "tokenizer", "name": tok_name, "vocab_size": len(tok), "hash": fingerprint},
-        "eval": {
-            "kind": "hub",
-            "tasks": list(builtin_task_names()),
-            "note": "evaluation uses rho.evaluate's built-in hub tasks (gsm8k, math, ...); no eval/ folder",
-        },
+        "eval": {"path": EVAL_DIR, **eval_manifest},
         "reference_note": (
             "the paper's curated 0.5B-token reference set is not public; ref is built from "
             f"{specs['ref'].name!r} (config {specs['ref'].config!r}) instead"

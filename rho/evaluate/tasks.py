@@ -34,6 +34,7 @@ __all__ = [
     "load_fewshot",
     "benchmarks_dir",
     "parse_prompt_file",
+    "builtin_source",
     "SETS",
 ]
 
@@ -167,7 +168,12 @@ def _local_defaults(kind: str) -> dict[str, Any]:
 
 
 def local_task_specs(data_root: str | os.PathLike) -> dict[str, TaskSpec]:
-    """Specs of the miniature suite under ``<data_root>/eval`` (from its ``tasks.json``)."""
+    """Specs of the suite under ``<data_root>/eval`` (from its ``tasks.json``).
+
+    Miniature suite entries are specs built from the ``local_<kind>.yaml`` defaults; an entry with
+    ``builtin`` (the paper's benchmarks written by :mod:`rho.evaluate.builtin_suite`) is that built-in
+    task's spec reading the folder's problems and exemplars.
+    """
     eval_dir = Path(data_root) / "eval"
     index = eval_dir / "tasks.json"
     if not index.is_file():
@@ -184,6 +190,9 @@ def local_task_specs(data_root: str | os.PathLike) -> dict[str, TaskSpec]:
             raise TaskError(f"{index}: entry {e!r} lacks {missing}")
         if e["kind"] not in KINDS:
             raise TaskError(f"{index}: task {e['name']!r} has kind {e['kind']!r}; expected one of {KINDS}")
+        if "builtin" in e:
+            specs[e["name"]] = _builtin_entry(e, eval_dir, index)
+            continue
         d = _local_defaults(e["kind"])
         d.update(
             name=e["name"],
@@ -198,6 +207,53 @@ def local_task_specs(data_root: str | os.PathLike) -> dict[str, TaskSpec]:
                 d[key] = e[key]
         specs[e["name"]] = TaskSpec.from_dict(d, where=str(index))
     return specs
+
+
+def builtin_source(spec: TaskSpec) -> dict[str, Any]:
+    """What a built-in task's shipped files are: the harness set and prompt file, by sha256.
+
+    ``{"set", "file", "file_sha256", "prompt", "prompt_sha256"}`` (file keys only for
+    ``set: harness``, prompt keys only for a harness prompt file), paths relative to
+    :func:`benchmarks_dir`. A folder written from the task (:mod:`rho.evaluate.builtin_suite`) records it,
+    and reading the folder checks it against this install's files.
+    """
+    from rho.io import sha256_file
+
+    out: dict[str, Any] = {"set": spec.set}
+    if spec.set == "harness":
+        out["file"] = str((spec.harness or {})["file"])
+        out["file_sha256"] = sha256_file(benchmarks_dir() / out["file"])
+    if spec.fewshot_file is not None and spec.fewshot_file.startswith("harness/"):
+        out["prompt"] = "prompts/" + spec.fewshot_file.removeprefix("harness/")
+        out["prompt_sha256"] = sha256_file(benchmarks_dir() / out["prompt"])
+    return out
+
+
+def _builtin_entry(e: dict[str, Any], eval_dir: Path, index: Path) -> TaskSpec:
+    """A suite entry written from a built-in task: that task's spec reading the folder's problems.
+
+    Prompt, stops, budget and grading are the built-in spec's; the entry's kind, role, n_shots and
+    recorded source files must match this install, or the folder is stale (a clear error).
+    """
+    spec = load_task_spec(str(e["builtin"]))
+    rebuild = (
+        "rebuild the folder from this rho (the data stage: `dvc repro data`, or "
+        "rho.evaluate.builtin_suite.build_builtin_suite)"
+    )
+    for key in ("kind", "role", "n_shots"):
+        if e[key] != getattr(spec, key):
+            raise TaskError(
+                f"{index}: task {e['name']!r} was written with {key}={e[key]!r} but the built-in "
+                f"task {spec.name!r} has {key}={getattr(spec, key)!r}: {rebuild}"
+            )
+    recorded, now = e.get("source") or {}, builtin_source(spec)
+    if recorded != now:
+        diff = sorted(k for k in set(recorded) | set(now) if recorded.get(k) != now.get(k))
+        raise TaskError(
+            f"{index}: task {e['name']!r} was written from other shipped files than this rho's "
+            f"(differs in {diff}; see {benchmarks_dir()}): {rebuild}"
+        )
+    return replace(spec, name=e["name"], local_dir=str(eval_dir / e["name"]))
 
 
 def resolve_tasks(

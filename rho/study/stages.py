@@ -134,7 +134,8 @@ def score(study: Study, scorer: str, *, batch_size: int = 16, backend: str = "to
 
 
 def _math_tasks(study: Study) -> list[str]:
-    """The miniature suite's tasks, or the paper's nine real benchmarks for hub-data profiles."""
+    """The tasks of the profile's suite, ``data/<profile>/eval/tasks.json``: the miniature world's, or
+    the paper's nine benchmarks that the hub-data build writes there (rho.evaluate.builtin_suite)."""
     index = study.world_dir / "eval" / "tasks.json"
     if not index.is_file():
         from rho.evaluate import builtin_task_names
@@ -157,7 +158,7 @@ def evaluate_run(study: Study, run: str, *, batch_size: int = 16) -> Path:
     n), ``completions.jsonl``, ``downstream.csv`` (downstream loss per checkpoint) and, for the
     parts in :data:`CURVE_PARTS`, ``curve.csv`` (accuracy per task at every snapshot).
     """
-    from rho.evaluate import downstream_loss, evaluate_model, run_lm_eval
+    from rho.evaluate import PAPER_GENERAL_TASKS, downstream_loss, evaluate_model, run_lm_eval
 
     z = study.sizes
     limit = z.get("eval_limit")
@@ -179,9 +180,10 @@ def evaluate_run(study: Study, run: str, *, batch_size: int = 16) -> Path:
         final.to_csv(tmp / "results.csv", index=False)
         cps = checkpoints(study, run)
         rows = []
-        for tok, path in cps:
+        generate = _generate_tasks(study, tasks)
+        for tok, path in cps if generate else []:  # no model loaded when there is nothing to score
             model, tokenizer = _load(path)
-            for t in _generate_tasks(study, tasks):
+            for t in generate:
                 val = downstream_loss(
                     model,
                     study.world_dir / "eval" / t,
@@ -192,7 +194,8 @@ def evaluate_run(study: Study, run: str, *, batch_size: int = 16) -> Path:
                     context_length=context,
                 )
                 rows.append({"run": run, "tokens": tok, "task": t, "downstream_loss": val})
-        pd.DataFrame(rows).to_csv(tmp / "downstream.csv", index=False)
+        columns = ["run", "tokens", "task", "downstream_loss"]  # the header even with no rows
+        pd.DataFrame(rows, columns=columns).to_csv(tmp / "downstream.csv", index=False)
         if spec.get("part") in CURVE_PARTS and spec.get("group") != "slm_variants":
             end = cps[-1][0]
             curve = []
@@ -202,11 +205,12 @@ def evaluate_run(study: Study, run: str, *, batch_size: int = 16) -> Path:
             pd.concat(curve, ignore_index=True).to_csv(tmp / "curve.csv", index=False)
         if spec.get("part") == "general_cpt":
             lm_dir = study.world_dir / "eval" / "lm_eval"
-            names = sorted(p.stem for p in lm_dir.glob("*.yaml"))
+            local = lm_dir.is_dir()  # miniature worlds: their own YAMLs; hub data: lm-eval's own tasks
+            names = sorted(p.stem for p in lm_dir.glob("*.yaml")) if local else list(PAPER_GENERAL_TASKS)
             general = run_lm_eval(
                 study.final_model(run),
                 names,
-                include_path=lm_dir,
+                include_path=lm_dir if local else None,
                 limit=limit,
                 batch_size=batch_size,
                 max_length=context,
@@ -235,11 +239,12 @@ def checkpoints(study: Study, run: str) -> list[tuple[int, Path]]:
 
 
 def _generate_tasks(study: Study, tasks: list[str]) -> list[str]:
-    """The free-form tasks of the miniature suite (downstream loss needs local reference solutions)."""
+    """The free-form tasks of the miniature suite (downstream loss needs local reference solutions;
+    five of the paper's nine benchmarks, ``builtin`` entries, have none; its Figure 6(b) is on MetaMath)."""
     index = study.world_dir / "eval" / "tasks.json"
     if not index.is_file():
         return []
-    kinds = {t["name"]: t["kind"] for t in json.loads(index.read_text())}
+    kinds = {t["name"]: t["kind"] for t in json.loads(index.read_text()) if "builtin" not in t}
     return [t for t in tasks if kinds.get(t) == "generate"]
 
 

@@ -15,11 +15,14 @@ Inputs (keys of ``measured``; accuracies are fractions in [0, 1], losses in nats
 C1     ``category_shares``: {category: share} or the frame of ``rho.analysis.category_shares``
 C2     ``fluctuating_noise_share`` (share of noise among the most fluctuating L->L/H->H tokens),
        ``noise_share`` (share of noise among all L->L/H->H tokens)
-C3     ``clm_avg_acc``, ``slm_avg_acc``; optional ``avg_acc_stderr`` (stderr of one average)
+C3     ``clm_avg_acc``, ``slm_avg_acc``; optional ``avg_acc_diff_se`` (standard error of the paired
+       difference on the same problems, over seeds: rho.analysis.paired; preferred) or
+       ``avg_acc_stderr`` (stderr of one average; the difference's is then sqrt(2) times it)
 C4     ``clm_curve``, ``slm_curve``: [(tokens, avg accuracy), ...] or frames with columns tokens, acc;
        speed-up = CLM's tokens / tokens SLM needs to reach CLM's final accuracy (points at 0 tokens,
        the shared start, do not count); undefined if CLM ends no higher than it started
-C6     ``general_clm_avg_acc``, ``general_slm_avg_acc``; optional ``general_acc_stderr``
+C6     ``general_clm_avg_acc``, ``general_slm_avg_acc``; optional ``general_acc_diff_se`` or
+       ``general_acc_stderr``
 C7     ``selfref_clm_avg_acc``, ``selfref_lrm_avg_acc``, ``selfref_hrm_avg_acc``,
        ``selfref_intersect_avg_acc`` (averages over the tasks of Tables 3-4); optional
        ``selfref_avg_stderr`` (float, stderr of one average) and ``selfref_tasks`` (list of task names)
@@ -33,9 +36,11 @@ C10    ``ppl_matrix``: frame [selected_at x evaluated_at] from ``rho.analysis.pp
 C11    ``acc_by_ratio``: {select ratio in (0, 1]: avg accuracy}; optional ``acc_by_ratio_stderr``:
        {select ratio: stderr of that ratio's average accuracy} (keys may be strings)
 C12    ``w2s_clm_avg_acc``, ``w2s_slm_avg_acc`` (small RM guiding a larger model); optional
-       ``w2s_acc_stderr``
+       ``w2s_acc_diff_se`` or ``w2s_acc_stderr``
 C13    ``target_ratio``, ``selected_frac`` (mean logged selected fraction); optional
        ``step_time_ratio`` (SLM / CLM seconds per step)
+C15    ``random_avg_acc``, ``slm_avg_acc`` (random selection of the same fraction of tokens vs SLM);
+       optional ``random_slm_diff_se`` (paired difference's standard error)
 =====  ===========================================================================================
 """
 
@@ -204,17 +209,58 @@ def _stderr(m: Mapping[str, Any], key: str) -> float | None:
     return None if v is None else float(v)
 
 
-def _gain_verdict(clm: float, slm: float, stderr: float | None, what: str) -> Verdict:
+def _diff_margin(diff_se: float | None) -> float | None:
+    """``NOISE_Z`` standard errors of a difference measured directly (paired), or None."""
+    if diff_se is None or np.isnan(float(diff_se)):
+        return None
+    if float(diff_se) < 0:
+        raise AnalysisInputError(f"standard errors must be >= 0, got {diff_se}")
+    return float(NOISE_Z * float(diff_se))
+
+
+def _gain_verdict(
+    clm: float,
+    slm: float,
+    stderr: float | None,
+    what: str,
+    diff_se: float | None = None,
+    names: tuple[str, str] = ("CLM", "SLM"),
+) -> Verdict:
+    """SLM (``names[1]``) vs CLM (``names[0]``): reproduced when the gain exceeds the noise margin.
+
+    The margin is ``NOISE_Z`` standard errors of the difference: from ``diff_se`` (a paired
+    difference's own standard error) when given, else from two independent ``stderr``. A loss
+    beyond the margin is noted as contradicting the claim.
+    """
+    a, b = names
     gain = slm - clm
-    ours = f"CLM {_pp(clm)}, SLM {_pp(slm)} ({'+' if gain >= 0 else ''}{_pp(gain)} pts)"
-    if gain <= 0:
-        return Verdict(NOT_REPRODUCED, ours, f"SLM does not beat CLM on {what}")
-    margin = _noise_margin(stderr)
-    if margin is not None and gain <= margin:
-        return Verdict(
-            PARTIALLY, ours, f"SLM ahead on {what} but within 2 standard errors ({_pp(stderr)} pts each)"
+    ours = f"{a} {_pp(clm)}, {b} {_pp(slm)} ({'+' if gain >= 0 else ''}{_pp(gain)} pts)"
+    paired = _diff_margin(diff_se)
+    margin = paired if paired is not None else _noise_margin(stderr)
+    how = (
+        f"noise margin {_pp(margin)} pts = {NOISE_Z:g} x the paired difference's standard error"
+        if paired is not None
+        else (
+            None
+            if margin is None
+            else f"noise margin {_pp(margin)} pts from two standard errors of {_pp(stderr)}"
         )
-    return Verdict(REPRODUCED, ours, f"SLM beats CLM on {what}")
+    )
+    if margin is not None:
+        ours += f", margin {_pp(margin)}"
+    if gain <= 0:
+        beyond = margin is not None and -gain > margin
+        note = f"{b} does not beat {a} on {what}" + (
+            " (it is worse beyond noise: contradicted)"
+            if beyond
+            else " (within noise)"
+            if margin is not None
+            else ""
+        )
+        return Verdict(NOT_REPRODUCED, ours, note + (f"; {how}" if how else ""))
+    if margin is not None and gain <= margin:
+        return Verdict(PARTIALLY, ours, f"{b} ahead of {a} on {what} but within noise; {how}")
+    return Verdict(REPRODUCED, ours, f"{b} beats {a} on {what}" + (f" beyond noise; {how}" if how else ""))
 
 
 def _check_c3(m: Mapping[str, Any]) -> Verdict:
@@ -223,6 +269,7 @@ def _check_c3(m: Mapping[str, Any]) -> Verdict:
         _acc(m, "slm_avg_acc"),
         _stderr(m, "avg_acc_stderr"),
         "average few-shot accuracy",
+        _stderr(m, "avg_acc_diff_se"),
     )
 
 
@@ -270,6 +317,7 @@ def _check_c6(m: Mapping[str, Any]) -> Verdict:
         _acc(m, "general_slm_avg_acc"),
         _stderr(m, "general_acc_stderr"),
         "the general benchmark average",
+        _stderr(m, "general_acc_diff_se"),
     )
 
 
@@ -486,6 +534,7 @@ def _check_c12(m: Mapping[str, Any]) -> Verdict:
         _acc(m, "w2s_slm_avg_acc"),
         _stderr(m, "w2s_acc_stderr"),
         "average accuracy with a smaller reference model",
+        _stderr(m, "w2s_acc_diff_se"),
     )
 
 
@@ -513,6 +562,18 @@ def _check_c13(m: Mapping[str, Any]) -> Verdict:
             f"selection keeps the top k% but an SLM step costs more than {STEP_TIME_TOL}x CLM",
         )
     return Verdict(REPRODUCED, ours, "top-k% selection at no notable extra cost per step")
+
+
+def _check_c15(m: Mapping[str, Any]) -> Verdict:
+    return _gain_verdict(
+        _acc(m, "random_avg_acc"),
+        _acc(m, "slm_avg_acc"),
+        None,
+        "average few-shot accuracy at the same select ratio (the reference model's scores, not the "
+        "smaller token count, make the difference)",
+        _stderr(m, "random_slm_diff_se"),
+        names=("random selection", "SLM"),
+    )
 
 
 def _check_c14(m: Mapping[str, Any]) -> Verdict:
@@ -635,6 +696,14 @@ CLAIMS: tuple[Claim, ...] = (
         "RM 3 epochs; lr 8e-5 (1B); 1M-token batches; 32 H100",
         (),
         _check_c14,
+    ),
+    Claim(
+        "C15",
+        "control (ours)",
+        "SLM beats random selection of the same fraction of tokens",
+        "not in the paper: the control a reader asks for first",
+        ("random_avg_acc", "slm_avg_acc"),
+        _check_c15,
     ),
 )
 

@@ -302,6 +302,8 @@ class Study:
                 objective="clm",
                 max_tokens=tokens,
                 ckpt_every_tokens=self._ckpt_every(tokens),
+                # the base's snapshots show its loss on the CPT domain flattening (token dynamics)
+                snapshot_every_tokens=self._snapshot_every(tokens) if run == "base" else None,
                 lr=blr,
                 min_lr=blr * float(self.params["cpt"]["min_lr_ratio"]),
                 **common,

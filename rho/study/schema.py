@@ -140,6 +140,8 @@ _PROFILE = Section(
         "checkpoints": _int(1),
         "dynamics_blocks": _int(1),
         "eval_limit": _int(1, nullable=True),
+        "curve_eval_limit": _int(1, nullable=True),
+        "eval_batch_size": _int(1),
         "launcher": Value("str"),
         "parallel": Value("choice", choices=("ddp", "fsdp")),
         "num_threads": _int(1, nullable=True),

@@ -151,17 +151,20 @@ def _snapshots(run_dir: Path) -> list[tuple[int, Path]]:
     return sorted(snaps)
 
 
-def evaluate_run(study: Study, run: str, *, batch_size: int = 16) -> Path:
+def evaluate_run(study: Study, run: str, *, batch_size: int | None = None) -> Path:
     """Evaluate a run's final model on the math suite (+ general tasks for ``general_cpt``).
 
     Writes ``evals/<profile>/<run>/``: ``results.csv`` (tidy: task, role, metric, value, stderr,
     n), ``completions.jsonl``, ``downstream.csv`` (downstream loss per checkpoint) and, for the
-    parts in :data:`CURVE_PARTS`, ``curve.csv`` (accuracy per task at every snapshot).
+    parts in :data:`CURVE_PARTS`, ``curve.csv`` (accuracy per task at every snapshot; the snapshots
+    before the last answer the first ``curve_eval_limit`` problems per task, the last point is the
+    final evaluation). ``batch_size`` defaults to the profile's ``eval_batch_size`` (16).
     """
     from rho.evaluate import PAPER_GENERAL_TASKS, downstream_loss, evaluate_model, run_lm_eval
 
     z = study.sizes
     limit = z.get("eval_limit")
+    batch_size = int(batch_size or z.get("eval_batch_size", 16))
     tasks = _math_tasks(study)
     spec = study.run_spec(run) if run in study.run_names else {"part": run}
     context = int(z["block_size"])  # the models never saw positions beyond the training block
@@ -200,7 +203,8 @@ def evaluate_run(study: Study, run: str, *, batch_size: int = 16) -> Path:
             end = cps[-1][0]
             curve = []
             for tok, path in cps:
-                df = final.drop(columns="run") if tok == end else evaluate_model(str(path), tasks, **eval_kw)
+                kw = eval_kw | {"limit": z.get("curve_eval_limit", limit)}
+                df = final.drop(columns="run") if tok == end else evaluate_model(str(path), tasks, **kw)
                 curve.append(df.assign(run=run, tokens=tok))
             pd.concat(curve, ignore_index=True).to_csv(tmp / "curve.csv", index=False)
         if spec.get("part") == "general_cpt":

@@ -12,9 +12,12 @@ from rho.report.markdown import write_table
 from rho.report.plots import save_figure
 from rho.study.config import Study
 from rho.study.parts.reader import (
+    arm_of,
+    arms,
     average_accuracy,
     avg_curve,
     eval_results,
+    paired_comparisons,
     paper_rows,
     part_dir,
     titled,
@@ -146,24 +149,50 @@ def figure8_ppl(study: Study, fx: dict[str, Any], cps: list, m: np.ndarray) -> p
 
 
 def ratio_runs(study: Study, clm: str) -> dict[str, float]:
-    """Runs of the token select ratio ablation (Figure 9) and their ratios; CLM is ratio 1.0."""
-    out = {clm: 1.0}
+    """Runs of the token select ratio ablation (Figure 9) and their ratios; CLM (every seed) is 1.0.
+
+    Excess-loss SLM runs of the math and ratio-ablation parts, and random-selection runs (the
+    control), with all their seed replicates.
+    """
+    out = {r: 1.0 for r in arms(study, study.runs_of("math_cpt")).get(arm_of(study, clm), [clm])}
     for r in study.run_names:
         s = study.run_spec(r)
-        if s["objective"] == "slm" and s["part"] in ("math_cpt", "ratio_ablation") and s["score"] == "excess":
+        if (
+            s["objective"] == "slm"
+            and s["part"] in ("math_cpt", "ratio_ablation")
+            and s["score"]
+            in (
+                "excess",
+                "random",
+            )
+        ):
             out[r] = float(s["ratio"])
     return out
 
 
 def figure9_ratio(study: Study, clm: str) -> pd.DataFrame:
-    """Figure 9: average accuracy (and its stderr) by token select ratio: run, ratio, acc, stderr."""
+    """Figure 9: average accuracy by token select ratio, per arm (mean over its seeds).
+
+    Columns: run (the arm), selection (``excess``: SLM, ``random``: the control; CLM is ``excess``
+    at 1.0), ratio, acc, stderr (one seed's stderr of the average), n_seeds.
+    """
     runs = ratio_runs(study, clm)
     res = eval_results(study, list(runs))
     avg = average_accuracy(res).set_index("run")
-    by_ratio = pd.DataFrame({"run": list(runs), "ratio": list(runs.values())})
-    by_ratio["acc"] = [float(avg.loc[r, "avg_acc"]) for r in by_ratio.run]
-    by_ratio["stderr"] = [float(avg.loc[r, "avg_stderr"]) for r in by_ratio.run]
-    return by_ratio
+    rows = []
+    for arm, rs in arms(study, list(runs)).items():
+        spec = study.run_spec(rs[0])
+        rows.append(
+            {
+                "run": arm,
+                "selection": "random" if spec.get("score") == "random" else "excess",
+                "ratio": runs[rs[0]],
+                "acc": float(avg.loc[rs, "avg_acc"].mean()),
+                "stderr": float(avg.loc[rs, "avg_stderr"].mean()),
+                "n_seeds": len(rs),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def table5(study: Study, w2s: list[str]) -> tuple[pd.DataFrame, dict[str, float]]:
@@ -185,6 +214,7 @@ def table5(study: Study, w2s: list[str]) -> tuple[pd.DataFrame, dict[str, float]
         "w2s_clm_avg_acc": float(wavg[wc]),
         "w2s_slm_avg_acc": float(wavg[ws]),
         "w2s_acc_stderr": float(wtab.loc[[wc, ws], "avg_stderr"].max()),
+        "w2s_acc_diff_se": float(paired_comparisons(study, {wc: [wc], ws: [ws]}, [(wc, ws)])["se"].iloc[0]),
     }
     return t5, measured
 
@@ -257,14 +287,19 @@ def analysis_part(study: Study, max_blocks: int | None = None) -> dict[str, Any]
         d / "figure9_ratio",
         title=titled(study, "Average accuracy by token select ratio (1.0 = CLM)"),
     )
+    hue = "selection" if by_ratio["selection"].nunique() > 1 else None
     save_figure(
-        accuracy_vs_ratio(by_ratio, hue=None, title=titled(study, "Figure 9 analog: token select ratio")),
+        accuracy_vs_ratio(by_ratio, hue=hue, title=titled(study, "Figure 9 analog: token select ratio")),
         d / "figure9_ratio.png",
     )
-    measured["acc_by_ratio"] = {str(k): v for k, v in zip(by_ratio.ratio, by_ratio.acc, strict=True)}
+    slm_ratios = by_ratio[by_ratio["selection"] == "excess"]
+    measured["acc_by_ratio"] = {str(k): v for k, v in zip(slm_ratios.ratio, slm_ratios.acc, strict=True)}
     measured["acc_by_ratio_stderr"] = {
-        str(k): v for k, v in zip(by_ratio.ratio, by_ratio.stderr, strict=True)
+        str(k): v for k, v in zip(slm_ratios.ratio, slm_ratios.stderr, strict=True)
     }
+    rand = by_ratio[by_ratio["selection"] == "random"]
+    if len(rand):
+        measured["random_acc_by_ratio"] = {str(k): v for k, v in zip(rand.ratio, rand.acc, strict=True)}
 
     # Table 5: weak-to-strong (the small reference model guiding a larger model)
     w2s = study.runs_of("weak_to_strong")

@@ -12,9 +12,13 @@ from rho.report.plots import save_figure
 from rho.study.config import Study
 from rho.study.parts.reader import (
     accuracy_wide,
+    arm_results,
+    arm_summary,
+    arms,
     average_accuracy,
     avg_curve,
     eval_results,
+    paired_comparisons,
     paper_rows,
     part_dir,
     selected_fraction,
@@ -25,17 +29,54 @@ from rho.study.parts.reader import (
 )
 
 #: The claims this part tests (rho.report.claims).
-CLAIMS = ("C3", "C4", "C13")
+CLAIMS = ("C3", "C4", "C13", "C15")
 #: Per-part file of wall-clock measurements (C13), ignored by git and DVC.
 STEP_TIME_FILE = "step_time.json"
 
 
 def compared_runs(study: Study) -> dict[str, Any]:
-    """The part's runs: ``runs`` (all math_cpt runs), ``clm`` and ``slm`` (the main SLM run)."""
+    """The part's runs and arms.
+
+    ``runs``: every math_cpt run; ``arms``: arm -> its seed replicates (``rho.study.parts.reader.arms``);
+    ``clm``, ``slm``, ``slm_70``, ``random``: the arm names of CLM, the main SLM setting
+    (``slm_runs``, ratio ``slm.ratio``), SLM at 70% and random selection (``score: random``); an
+    arm the params do not have is None. ``clm_run``/``slm_run``: the first seed of each.
+    """
     runs = study.runs_of("math_cpt")
-    clm = [r for r in runs if study.run_spec(r)["objective"] == "clm"][0]
-    slm = [r for r in runs if study.run_spec(r)["group"] == "slm_runs"][0]
-    return {"runs": runs, "clm": clm, "slm": slm}
+    by_arm = arms(study, runs)
+
+    def find(pred) -> str | None:
+        hit = [a for a, rs in by_arm.items() if pred(study.run_spec(rs[0]))]
+        return hit[0] if hit else None
+
+    clm = find(lambda s: s["objective"] == "clm")
+    slm = find(lambda s: s["group"] == "slm_runs")
+    main_ratio = float(study.run_spec(by_arm[slm][0])["ratio"])
+    slm_70 = find(
+        lambda s: s["objective"] == "slm" and s.get("score") == "excess" and s["group"] != "slm_runs"
+    )
+    rand = find(lambda s: s.get("score") == "random" and float(s["ratio"]) == main_ratio)
+    return {
+        "runs": runs,
+        "arms": by_arm,
+        "clm": clm,
+        "slm": slm,
+        "slm_70": slm_70,
+        "random": rand,
+        "clm_run": by_arm[clm][0],
+        "slm_run": by_arm[slm][0],
+    }
+
+
+def comparisons(cr: dict[str, Any]) -> list[tuple[str, str]]:
+    """The paired comparisons of the part, ``(a, b)`` for ``b - a``: CPT vs base, SLM vs CLM, SLM vs
+    random selection at the same ratio, random vs CLM."""
+    pairs = [("base", cr["clm"]), (cr["clm"], cr["slm"])]
+    if cr["slm_70"]:
+        pairs.append((cr["clm"], cr["slm_70"]))
+    if cr["random"]:
+        pairs += [(cr["random"], cr["slm"]), (cr["clm"], cr["random"])]
+    return pairs
 
 
 def table1(study: Study, results: pd.DataFrame, runs: list[str]) -> pd.DataFrame:
@@ -71,21 +112,42 @@ def tokens_to_reach(curve: pd.DataFrame, target: float) -> float | None:
     return float(hit["tokens"].iloc[0]) if len(hit) else None
 
 
-def measured_of(study: Study, avg: pd.DataFrame, curves: pd.DataFrame, clm: str, slm: str) -> dict[str, Any]:
-    """The quantities claims C3, C4 and C13 check."""
-    a = avg.set_index("run")
-    clm_final = float(a.loc[clm, "avg_acc"])
-    slm_curve = curves[curves["run"] == slm]
-    return {
+def measured_of(
+    study: Study, summary: pd.DataFrame, paired: pd.DataFrame, curves: pd.DataFrame, cr: dict[str, Any]
+) -> dict[str, Any]:
+    """The quantities claims C3, C4, C13 and C15 check (arm means over seeds, paired standard errors)."""
+    mean = summary.set_index("arm")["mean"]
+    pr = paired.set_index(["a", "b"])
+    clm, slm = cr["clm"], cr["slm"]
+    clm_final = float(mean[clm])
+    arm_curve = arm_curves(curves, cr["arms"])
+    slm_curve = arm_curve[arm_curve["run"] == slm]
+    m = {
         "clm_avg_acc": clm_final,
-        "slm_avg_acc": float(a.loc[slm, "avg_acc"]),
-        "avg_acc_stderr": float(a.loc[[clm, slm], "avg_stderr"].max()),
-        "clm_curve": curves[curves["run"] == clm][["tokens", "acc"]].values.tolist(),
+        "slm_avg_acc": float(mean[slm]),
+        "avg_acc_diff_se": float(pr.loc[(clm, slm), "se"]),
+        "n_seeds": int(summary.set_index("arm").loc[slm, "n_seeds"]),
+        "clm_curve": arm_curve[arm_curve["run"] == clm][["tokens", "acc"]].values.tolist(),
         "slm_curve": slm_curve[["tokens", "acc"]].values.tolist(),
         "slm_tokens_to_clm_final": tokens_to_reach(slm_curve, clm_final),
-        "selected_frac": selected_fraction(study, slm),
-        "target_ratio": float(study.run_spec(slm)["ratio"]),
+        "selected_frac": selected_fraction(study, cr["slm_run"]),
+        "target_ratio": float(study.run_spec(cr["slm_run"])["ratio"]),
     }
+    if cr["random"]:
+        m |= {
+            "random_avg_acc": float(mean[cr["random"]]),
+            "random_slm_diff_se": float(pr.loc[(cr["random"], slm), "se"]),
+        }
+    return m
+
+
+def arm_curves(curves: pd.DataFrame, by_arm: dict[str, list[str]]) -> pd.DataFrame:
+    """Accuracy curves averaged over each arm's seeds at every token count (``run`` = arm)."""
+    to_arm = {r: a for a, rs in by_arm.items() for r in rs}
+    c = curves[curves["run"].isin(to_arm)].assign(run=lambda d: d["run"].map(to_arm))
+    return c.groupby(["run", "tokens"], sort=False, as_index=False).agg(
+        acc=("acc", "mean"), stderr=("stderr", "mean")
+    )
 
 
 def run_step_time_ratio(study: Study, slm_run: str, clm_run: str) -> float | None:
@@ -99,47 +161,83 @@ def run_step_time_ratio(study: Study, slm_run: str, clm_run: str) -> float | Non
         return None
 
 
+def step_time_ratios(study: Study, cr: dict[str, Any]) -> dict[str, Any]:
+    """SLM / CLM (and random / CLM) median step-time ratios of seed-paired runs, from their logs (C13)."""
+    out: dict[str, Any] = {}
+    for arm in ("slm", "random"):
+        if not cr[arm]:
+            continue
+        ratios = [
+            run_step_time_ratio(study, s, c) for s, c in zip(cr["arms"][cr[arm]], cr["arms"][cr["clm"]])
+        ]
+        ratios = [r for r in ratios if r is not None]
+        out[f"{arm}_runs"] = cr["arms"][cr[arm]]
+        out[f"{arm}_step_time_ratios"] = ratios
+        out[f"{arm}_step_time_ratio"] = float(pd.Series(ratios).median()) if ratios else None
+    out["clm_runs"] = cr["arms"][cr["clm"]]
+    out["step_time_ratio"] = out.get("slm_step_time_ratio")
+    return out
+
+
 def math_cpt_part(study: Study) -> dict[str, Any]:
-    """Sec. 3.2, Table 1 and Figure 1: CLM vs SLM continual pretraining on the noisy math corpus."""
+    """Sec. 3.2, Table 1 and Figure 1: CLM vs SLM (and random selection) continual pretraining on the
+    noisy math corpus, every arm with its seeds; differences judged on the same problems."""
     cr = compared_runs(study)
-    runs, clm, main_slm = cr["runs"], cr["clm"], cr["slm"]
+    runs, by_arm = cr["runs"], {"base": ["base"], **cr["arms"]}
     res = eval_results(study, ["base", *runs])
     d = part_dir(study, "math_cpt")
-    table = table1(study, res, runs)
+    arm_res = arm_results(res, by_arm)
+    table = table1(study, arm_res, list(cr["arms"]))
     write_table(
-        table, d / "table1", title=f"Table 1 layout: few-shot CoT accuracy (%), ours at `{study.profile}`"
+        table,
+        d / "table1",
+        title=f"Table 1 layout: few-shot CoT accuracy (%), ours at `{study.profile}` (mean over each arm's seeds)",
     )
     avg = average_accuracy(res)
     write_table3(
         avg,
         d / "average_accuracy",
-        title=titled(study, "Average accuracy over the nine Table-1 roles (fraction)"),
+        title=titled(study, "Average accuracy over the nine Table-1 roles per run (fraction)"),
+    )
+    summary = arm_summary(avg, by_arm)
+    write_table3(
+        summary,
+        d / "arm_summary",
+        title=titled(study, "Average accuracy per arm over its seeds (fraction): mean, std, min, max"),
+    )
+    paired = paired_comparisons(study, by_arm, comparisons(cr))
+    write_table3(
+        paired,
+        d / "paired_comparisons",
+        title=titled(
+            study,
+            "Paired differences b - a on the same problems (fraction): se = sqrt(se_problems^2 + se_seeds^2)",
+        ),
     )
     wide = accuracy_wide(res).reset_index()
     write_table3(
         wide,
         d / "accuracy_by_task",
         title=titled(
-            study, "Accuracy per task (fraction); gsm_unseen = held-out gsm templates, not in Table 1"
+            study, "Accuracy per task (fraction); gsm_unseen = held-out two-step templates, not in Table 1"
         ),
     )
-    curves = figure1_curves(study, (clm, main_slm))
+    curve_runs = [r for a in (cr["clm"], cr["slm"]) for r in cr["arms"][a]]
+    curves = figure1_curves(study, tuple(curve_runs))
     curves.to_csv(d / "figure1_curves.csv", index=False)
-    fig = figure1(study, curves)
+    fig = figure1(study, arm_curves(curves, cr["arms"]))
     save_figure(fig, d / "figure1_accuracy_vs_tokens.png")
-    measured = measured_of(study, avg, curves, clm, main_slm)
+    measured = measured_of(study, summary, paired, curves, cr)
     write_measured(study, "math_cpt", measured)
-    # Wall-clock, so never the same twice: kept beside the tables but out of git and of DVC's hash
-    # (.gitignore, .dvcignore), so the reproducible results (and the scorecard) stay byte-identical.
-    timing = {
-        "slm_run": main_slm,
-        "clm_run": clm,
-        "step_time_ratio": run_step_time_ratio(study, main_slm, clm),
-    }
+    # Wall-clock, so never the same twice: kept beside the tables but out of DVC's hash (.dvcignore),
+    # so the reproducible results (and the scorecard) stay byte-identical; committed as a measurement.
+    timing = step_time_ratios(study, cr)
     write_json_atomic(part_dir(study, "math_cpt") / STEP_TIME_FILE, timing)
     return {
         "table": table,
         "average": avg,
+        "arms": summary,
+        "paired": paired,
         "curves": curves,
         "figure": fig,
         "measured": measured,

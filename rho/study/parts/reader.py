@@ -293,3 +293,83 @@ def claim_verdicts(study: Study, measured: dict[str, Any], ids: Sequence[str]) -
         m["ppl_matrix"] = pd.DataFrame(m["ppl_matrix"])
     card = scorecard(m, profile=study.profile, claims=[c for c in CLAIMS if c.id in ids])
     return card[["id", "section", "claim", "status", "ours", "paper", "note"]]
+
+
+# ------------------------------------------------------------------ arms: one setting, several seeds
+def arm_of(study: Study, run: str) -> str:
+    """The arm a run belongs to: its name without the ``_s<seed>`` suffix of a seed replicate.
+
+    Replicates of one setting differ only in their ``seed`` field (data order and any randomness of
+    the run); ``math_clm``, ``math_clm_s1`` and ``math_clm_s2`` are the arm ``math_clm``.
+    """
+    if run not in study.run_names:  # base, base_large, reference: one model each
+        return run
+    seed = study.run_spec(run).get("seed")
+    suffix = f"_s{seed}"
+    return run[: -len(suffix)] if seed is not None and run.endswith(suffix) else run
+
+
+def arms(study: Study, runs: Sequence[str]) -> dict[str, list[str]]:
+    """Runs grouped by arm (:func:`arm_of`), arms and their seeds in file order."""
+    out: dict[str, list[str]] = {}
+    for r in runs:
+        out.setdefault(arm_of(study, r), []).append(r)
+    return out
+
+
+def arm_results(results: pd.DataFrame, by_arm: dict[str, list[str]]) -> pd.DataFrame:
+    """Per arm and task, the mean over its seeds of the primary metric (``run`` holds the arm name).
+
+    ``stderr`` is the per-task stderr of one seed (the problem noise of one evaluation).
+    """
+    to_arm = {r: a for a, rs in by_arm.items() for r in rs}
+    r = results[results["run"].isin(to_arm)].assign(run=lambda d: d["run"].map(to_arm))
+    keys = ["run", "task", "role", "metric", "in_table1"]
+    out = r.groupby(keys, sort=False, as_index=False).agg(
+        value=("value", "mean"), stderr=("stderr", "mean"), n=("n", "first")
+    )
+    return out
+
+
+def arm_summary(avg: pd.DataFrame, by_arm: dict[str, list[str]]) -> pd.DataFrame:
+    """Per arm: mean, sample std, min and max over seeds of the task-averaged accuracy, and seeds."""
+    a = avg.set_index("run")["avg_acc"]
+    rows = []
+    for arm, rs in by_arm.items():
+        v = a.loc[rs].to_numpy(dtype=float)
+        rows.append(
+            {
+                "arm": arm,
+                "mean": float(v.mean()),
+                "std": float(v.std(ddof=1)) if len(v) > 1 else float("nan"),
+                "min": float(v.min()),
+                "max": float(v.max()),
+                "n_seeds": len(v),
+                "runs": " ".join(rs),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def table1_tasks(study: Study, run: str) -> list[str]:
+    """The Table-1 tasks of a run's evaluation (one per role, held-out tasks excluded)."""
+    res = eval_results(study, [run])
+    return sorted(res.loc[res["in_table1"], "task"].unique())
+
+
+def paired_comparisons(
+    study: Study, by_arm: dict[str, list[str]], pairs: Sequence[tuple[str, str]], *, n_boot: int = 2000
+) -> pd.DataFrame:
+    """Paired differences ``b - a`` of arms on the same Table-1 problems (rho.analysis.paired).
+
+    One row per pair: the arms' means, the difference, its standard error (problems and seeds), the
+    95% paired-bootstrap interval over problems, the bootstrap and McNemar p-values, and the
+    per-seed differences. Deterministic (fixed bootstrap seed).
+    """
+    from rho.analysis.paired import compare_arms, problem_outcomes
+
+    needed = {a for pair in pairs for a in pair}
+    first = next(iter(by_arm[next(iter(needed))]))
+    tasks = table1_tasks(study, first)
+    outcomes = {a: [problem_outcomes(study.eval_dir(r), tasks) for r in by_arm[a]] for a in needed}
+    return compare_arms(outcomes, pairs, n_boot=n_boot, seed=0)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from rho.report.plots import save_figure
 from rho.study.config import Study, StudyError
@@ -35,6 +38,32 @@ def token_losses(study: Study, run: str = "math_clm", max_blocks: int | None = N
     losses = loss_matrix(cps, shard, int(z["block_size"]), max_blocks)
     labels = block_labels(shard, int(z["block_size"]), max_blocks)
     return {"run": run, "shard": shard, "tokens": [t for t, _ in cps], "losses": losses, "labels": labels}
+
+
+def base_content_curve(study: Study, max_blocks: int | None = None) -> pd.DataFrame:
+    """Mean loss of the base model's snapshots on the CPT domain's content tokens (``owm_val``).
+
+    The paper probes token dynamics while continuing an already pretrained model; this curve shows
+    whether the study's base had flattened on the CPT domain's content before continual pretraining.
+    Columns: tokens (base pretraining tokens), content_loss (nats), rel_change (change from the
+    previous snapshot, relative).
+    """
+    import pandas as pd
+
+    from rho.data.shards import TokenShard
+    from rho.study.probes import block_labels, loss_matrix
+
+    z = study.sizes
+    max_blocks = max_blocks or z.get("dynamics_blocks")
+    shard = TokenShard.open(study.shard("owm_val"))
+    cps = checkpoints(study, "base")
+    losses = loss_matrix(cps, shard, int(z["block_size"]), max_blocks)
+    labels = block_labels(shard, int(z["block_size"]), max_blocks)
+    keep = np.ones(losses.shape[1], bool) if labels is None else labels == shard.label_names.index("content")
+    mean = losses[:, keep].mean(axis=1).astype(float)
+    df = pd.DataFrame({"tokens": [t for t, _ in cps], "content_loss": mean})
+    df["rel_change"] = df["content_loss"].pct_change()
+    return df
 
 
 def categorize(probe: dict[str, Any]) -> dict[str, Any]:
@@ -114,6 +143,9 @@ def token_dynamics_part(
     fig = figure3(study, probe, cats)
     save_figure(fig, d / "figure3_category_curves.png")
     measured = measured_of(probe, cats)
+    base = base_curve_part(study, max_blocks)
+    measured["base_content_loss"] = base[["tokens", "content_loss"]].values.tolist()
+    measured["base_last_rel_change"] = float(base["rel_change"].iloc[-1]) if len(base) > 1 else None
     write_measured(study, "token_dynamics", measured)
     return {
         "shares": shares,
@@ -123,4 +155,28 @@ def token_dynamics_part(
         "figure": fig,
         "measured": measured,
         "losses": probe["losses"],
+        "base_curve": base,
     }
+
+
+def base_curve_part(study: Study, max_blocks: int | None = None) -> pd.DataFrame:
+    """Write the base model's content-loss curve on the CPT domain (table + figure); return it."""
+    from matplotlib.figure import Figure
+
+    base = base_content_curve(study, max_blocks)
+    d = part_dir(study, "token_dynamics")
+    write_table3(
+        base,
+        d / "base_content_loss",
+        title=titled(
+            study, "Base model: mean loss on the CPT domain's content tokens (owm_val) per snapshot"
+        ),
+    )
+    fig = Figure(figsize=(5.2, 3.4), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(base["tokens"], base["content_loss"], marker="o")
+    ax.set_xlabel("base pretraining tokens")
+    ax.set_ylabel("loss on owm content (nats)")
+    ax.set_title(titled(study, "Base model before continual pretraining"))
+    save_figure(fig, d / "base_content_loss.png")
+    return base

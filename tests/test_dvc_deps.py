@@ -1,0 +1,211 @@
+"""dvc.yaml lists every ``rho/`` file a stage runs, so no result goes stale without DVC noticing.
+
+Each stage's command (``python -m rho.study <stage> <name> [--part PART]``) is followed from the
+branch of :func:`rho.study.__main__._run_stage` that it takes; a notebook stage also runs the code
+cells of ``notebooks/<name>.ipynb``.  The ``rho`` modules that path imports (module-level imports
+of every module loaded, function-level imports of every function it calls: see
+``tests/_helpers_imports.py``) must each be a dependency of the stage, by file or by a folder
+holding it.  The ``evaluate`` stage loops over ``eval_runs`` of params.yaml, which must name every
+model the study trains.
+"""
+
+from __future__ import annotations
+
+import ast
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+from _helpers_imports import Closure, notebook_code
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: What every stage passes through but which computes no result: the package markers and the
+#: command line / fork server that only choose the stage function.  Listing them would rerun the
+#: whole study for an edit of the launcher.
+LAUNCHER = frozenset(
+    {"rho/__init__.py", "rho/study/__init__.py", "rho/study/__main__.py", "rho/study/server.py"}
+)
+ENTRY_MODULE = "rho.study.__main__"
+DISPATCH = "_run_stage"
+
+
+def dispatch_branch(tree_fn: ast.FunctionDef, stage: str) -> list[ast.stmt]:
+    """The statements ``_run_stage`` runs for ``stage``: all but the ``if args.stage == ...`` chain, plus its branch."""
+    out: list[ast.stmt] = []
+    for stmt in tree_fn.body:
+        if not isinstance(stmt, ast.If):
+            out.append(stmt)
+            continue
+        cur = stmt
+        while True:
+            t = cur.test
+            if (
+                isinstance(t, ast.Compare)
+                and isinstance(t.comparators[0], ast.Constant)
+                and t.comparators[0].value == stage
+            ):
+                out.extend(cur.body)
+                break
+            if len(cur.orelse) == 1 and isinstance(cur.orelse[0], ast.If):
+                cur = cur.orelse[0]
+                continue
+            out.extend(cur.orelse)
+            break
+    return out
+
+
+def stage_files(root: Path, cmd: str) -> set[str]:
+    """The ``rho/`` files (relative, posix) that ``cmd`` runs; raise ValueError for another command shape."""
+    argv = shlex.split(cmd)
+    if argv[:3] != ["python", "-m", "rho.study"] or len(argv) < 4:
+        raise ValueError(f"not a `python -m rho.study <stage> ...` command: {cmd!r}")
+    stage = argv[3]
+    closure = Closure(root)
+    closure.add_module(ENTRY_MODULE)
+    fn = closure.info(ENTRY_MODULE).defs[DISPATCH]
+    assert isinstance(fn, ast.FunctionDef)
+    closure.add_code(ENTRY_MODULE, dispatch_branch(fn, stage))
+    if stage == "notebook":
+        nb = root / "notebooks" / f"{argv[4]}.ipynb"
+        closure.add_source(str(nb), notebook_code(nb))
+    return closure.files()
+
+
+def missing_deps(root: Path, stages: dict[str, tuple[str, list[str]]]) -> list[str]:
+    """One line per (stage, file) where a ``rho/`` file the stage runs is not covered by its deps."""
+    problems = []
+    for name, (cmd, deps) in sorted(stages.items()):
+        dirs = [d.rstrip("/") + "/" for d in deps]
+        for f in sorted(stage_files(root, cmd) - LAUNCHER):
+            if f not in deps and not any(f.startswith(d) for d in dirs):
+                problems.append(
+                    f"stage `{name}` runs {f}: add it (or a folder holding it) to its deps in dvc.yaml"
+                )
+    return problems
+
+
+def dvc_stages(root: Path) -> dict[str, tuple[str, list[str]]]:
+    """``{stage address: (cmd, deps)}`` of dvc.yaml, templates resolved by DVC itself."""
+    repo_mod = pytest.importorskip("dvc.repo")
+    with repo_mod.Repo(str(root)) as repo:
+        return {s.addressing: (s.cmd, [d.def_path for d in s.deps]) for s in repo.index.stages}
+
+
+def test_every_stage_lists_the_rho_files_it_runs() -> None:
+    stages = dvc_stages(ROOT)
+    assert len(stages) > 20 and {"evaluate@base", "report", "train_slm@math_slm"} <= set(stages)
+    problems = missing_deps(ROOT, stages)
+    assert not problems, "\n".join(problems)
+
+
+def test_notebook_stage_closure_follows_the_part_it_calls() -> None:
+    """The report notebook runs the token page code; the data notebook does not run training code."""
+    stages = dvc_stages(ROOT)
+    report = stage_files(ROOT, stages["report"][0])
+    assert {"rho/report/token_html.py", "rho/selection.py", "rho/study/probes.py"} <= report
+    assert not any(f.startswith("rho/train/loop") for f in stage_files(ROOT, stages["data"][0]))
+    train = stage_files(ROOT, stages["train_slm@math_slm"][0])
+    assert {"rho/train/loop.py", "rho/loss.py", "rho/selection.py"} <= train
+    assert not any(f.startswith("rho/evaluate/") for f in train)
+
+
+def _package(tmp_path: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        p = tmp_path / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    return tmp_path
+
+
+def test_closure_follows_called_functions_only(tmp_path: Path) -> None:
+    root = _package(
+        tmp_path,
+        {
+            "rho/__init__.py": "",
+            "rho/a.py": "from rho.b import used\n\ndef f():\n    from rho.c import g\n    return g() + used()\n\n"
+            "def unused():\n    import rho.d\n",
+            "rho/b.py": "def used():\n    import rho.e as e\n    return e.x\n",
+            "rho/c.py": "from rho.pkg import lazy\n\ndef g():\n    return lazy()\n",
+            "rho/d.py": "",
+            "rho/e.py": "x = 1\n",
+            "rho/pkg/__init__.py": "def __getattr__(name):\n    raise AttributeError(name)\n",
+            "rho/pkg/impl.py": "def lazy():\n    return 2\n",
+            "rho/pkg/other.py": "",
+        },
+    )
+    c = Closure(root)
+    c.add_module("rho.a")
+    assert c.files() == {"rho/__init__.py", "rho/a.py", "rho/b.py"}  # module level only
+    c.add_symbol("rho.a", "f")
+    assert c.files() == {
+        "rho/__init__.py",
+        "rho/a.py",
+        "rho/b.py",
+        "rho/c.py",
+        "rho/e.py",
+        "rho/pkg/__init__.py",
+        "rho/pkg/impl.py",
+    }
+
+
+def test_missing_dep_is_named(tmp_path: Path) -> None:
+    root = _package(
+        tmp_path,
+        {
+            "rho/__init__.py": "",
+            "rho/study/__init__.py": "",
+            "rho/study/__main__.py": "def _run_stage(args):\n    if args.stage == 'train':\n"
+            "        from rho.work import train\n        train()\n    else:\n        from rho.nb import run\n"
+            "        run()\n",
+            "rho/work.py": "import rho.helper\n\ndef train():\n    pass\n",
+            "rho/helper.py": "",
+            "rho/nb.py": "",
+            "rho/parts/__init__.py": "",
+            "rho/parts/p1.py": "def go():\n    import rho.helper\n",
+            "notebooks/n1.ipynb": '{"cells": [{"cell_type": "code", "source": ["%matplotlib inline\\n", '
+            '"from rho.parts import p1\\n", "p1.go()"]}]}',
+        },
+    )
+    stages = {
+        "train": ("python -m rho.study train x", ["rho/work.py"]),
+        "part": ("python -m rho.study notebook n1 --part p", ["rho/nb.py", "rho/parts"]),
+    }
+    assert missing_deps(root, stages) == [
+        "stage `part` runs rho/helper.py: add it (or a folder holding it) to its deps in dvc.yaml",
+        "stage `train` runs rho/helper.py: add it (or a folder holding it) to its deps in dvc.yaml",
+    ]
+    stages["train"][1].append("rho/helper.py")
+    stages["part"][1].append("rho/")
+    assert missing_deps(root, stages) == []
+    with pytest.raises(ValueError, match="not a `python -m rho.study"):
+        stage_files(root, "python scripts/x.py")
+
+
+def test_evaluate_stage_loops_over_eval_runs() -> None:
+    """dvc.yaml's evaluate loops over params.yaml's eval_runs: the base, reference and every trained run."""
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert dvc["stages"]["evaluate"]["foreach"] == "${eval_runs}"
+    runs = ["base", "reference", *params["clm_runs"], *params["slm_runs"], *params["slm_variants"]]
+    assert params["eval_runs"] == runs  # also the order of the group listing
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda r: r.remove("ratio_50"), "add ratio_50"),
+        (lambda r: r.append("nope"), "remove nope"),
+        (lambda r: r.append("base"), "names base more than once"),
+    ],
+)
+def test_eval_runs_must_name_every_model(tmp_path: Path, edit, message: str) -> None:
+    from rho.study.config import Study, StudyError
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    edit(params["eval_runs"])
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    with pytest.raises(StudyError, match=message):
+        Study.load(path)

@@ -6,25 +6,110 @@ kernel is stopped first, then the part's ``results/<profile>/<part>/`` directory
 partial result file is left behind) and the failed notebook is kept as
 ``outputs/<profile>/<name>.failed.ipynb`` for inspection; no temporary file is left.  Further
 interrupts during that cleanup are ignored so it always completes.
+
+Notebooks run in the project kernel ``rho`` (:func:`ensure_kernel`): the interpreter running the
+stage, whatever kernel a user's Jupyter calls ``python3``; cell outputs are logged as they come.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
 import shutil
 import signal
+import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from rho.study.config import Study, check_name
 
+#: The project kernel: this interpreter (``python -m ipykernel install --sys-prefix --name rho``).
+KERNEL_NAME = "rho"
+_log = logging.getLogger(__name__)
 
-def run_notebook(study: Study, name: str, part: str | None = None, kernel: str = "python3") -> Path:
-    """Execute ``notebooks/<name>.ipynb`` for the study's profile; return the executed notebook."""
-    import papermill as pm
+
+def kernel_dir(prefix: str | os.PathLike | None = None) -> Path:
+    """Where the kernelspecs of an environment live: ``<prefix>/share/jupyter/kernels``."""
+    return Path(sys.prefix if prefix is None else prefix) / "share" / "jupyter" / "kernels"
+
+
+def kernel_spec() -> dict:
+    """The ``kernel.json`` of the project kernel: ipykernel on this interpreter."""
+    return {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": f"rho (Python {sys.version_info.major}.{sys.version_info.minor})",
+        "language": "python",
+        "metadata": {"debugger": True},
+    }
+
+
+def ensure_kernel(prefix: str | os.PathLike | None = None) -> Path:
+    """Install the ``rho`` kernelspec into ``prefix`` (default: this environment) unless it is there.
+
+    Idempotent: a kernelspec whose ``argv`` already runs this interpreter is left untouched.
+    Atomic: a new kernelspec is written in a temporary folder renamed into place (a concurrent
+    installer's rename wins, with the same content); a stale ``kernel.json`` (another interpreter)
+    is replaced by ``os.replace``.  Returns the kernelspec folder.  Raises ``OSError`` when the
+    prefix is not writable.
+    """
+    spec = kernel_spec()
+    kernels = kernel_dir(prefix)
+    target = kernels / KERNEL_NAME
+    if _installed_argv(target) == spec["argv"]:
+        return target
+    kernels.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{KERNEL_NAME}-", dir=kernels))
+    try:
+        (tmp / "kernel.json").write_text(json.dumps(spec, indent=1) + "\n", encoding="utf-8")
+        try:
+            os.rename(tmp, target)  # atomic; fails if target exists (e.g. another installer won)
+            return target
+        except OSError:
+            if not target.is_dir():
+                raise
+        if _installed_argv(target) != spec["argv"]:
+            os.replace(tmp / "kernel.json", target / "kernel.json")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _installed_argv(target: Path) -> list[str] | None:
+    try:
+        return json.loads((target / "kernel.json").read_text(encoding="utf-8")).get("argv")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _kernel_manager(kernel: str | None) -> tuple[str, object]:
+    """``(kernel name, KernelManager)``: the project kernel unless ``kernel`` names another one."""
+    from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import KernelManager
+
+    if kernel is None:
+        try:
+            kernels = ensure_kernel().parent
+        except OSError as exc:  # a read-only environment: Jupyter's python3 (jupyter_client maps it here)
+            _log.warning(
+                "cannot install the %r kernel into %s (%s); using python3", KERNEL_NAME, sys.prefix, exc
+            )
+            return "python3", KernelManager(kernel_name="python3")
+        # only this environment's kernelspecs: a user's own `rho` kernel must not shadow it
+        ksm = KernelSpecManager(kernel_dirs=[str(kernels)])
+        return KERNEL_NAME, KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=ksm)
+    return kernel, KernelManager(kernel_name=kernel)
+
+
+def run_notebook(study: Study, name: str, part: str | None = None, kernel: str | None = None) -> Path:
+    """Execute ``notebooks/<name>.ipynb`` for the study's profile; return the executed notebook.
+
+    ``kernel``: a Jupyter kernel name; default the project kernel ``rho`` (:func:`ensure_kernel`).
+    """
+    import papermill as pm
 
     check_name("notebook", name)
     if part is not None:
@@ -38,17 +123,20 @@ def run_notebook(study: Study, name: str, part: str | None = None, kernel: str =
     failed = out.with_suffix(".failed.ipynb")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{name}.{os.getpid()}.tmp.ipynb"  # papermill wants the .ipynb suffix
-    km = KernelManager(kernel_name=kernel)  # ours, so that we can be sure it is dead before cleaning up
+    kernel, km = _kernel_manager(kernel)  # ours, so that we can be sure it is dead before cleaning up
     try:
-        pm.execute_notebook(
-            str(src),
-            str(tmp),
-            parameters={"profile": study.profile, "params_file": "params.yaml"},
-            kernel_name=kernel,
-            cwd=str(study.root),
-            progress_bar=True,
-            km=km,
-        )
+        with _cell_output_logged():
+            pm.execute_notebook(
+                str(src),
+                str(tmp),
+                parameters={"profile": study.profile, "params_file": "params.yaml"},
+                kernel_name=kernel,
+                language="python",
+                cwd=str(study.root),
+                progress_bar=True,
+                log_output=True,
+                km=km,
+            )
         _stop_kernel(km)  # nbclient leaves running a kernel it did not create
         os.replace(tmp, out)
     except BaseException:
@@ -62,6 +150,25 @@ def run_notebook(study: Study, name: str, part: str | None = None, kernel: str =
     if failed.exists():
         os.remove(failed)
     return out
+
+
+@contextlib.contextmanager
+def _cell_output_logged() -> Iterator[None]:
+    """Show papermill's cell log (cell markers, results) on stderr unless logging is configured already."""
+    logger = logging.getLogger("papermill")
+    if logger.handlers or logging.getLogger().handlers:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _stop_kernel(km: object) -> None:

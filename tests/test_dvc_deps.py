@@ -209,3 +209,82 @@ def test_eval_runs_must_name_every_model(tmp_path: Path, edit, message: str) -> 
     path.write_text(yaml.safe_dump(params))
     with pytest.raises(StudyError, match=message):
         Study.load(path)
+
+
+def _notebook_parts(stages: dict[str, tuple[str, list[str]]]) -> dict[str, tuple[str, list[str]]]:
+    """``{part: (stage, deps)}`` of the notebook stages."""
+    out = {}
+    for name, (cmd, deps) in stages.items():
+        argv = shlex.split(cmd)
+        if argv[3:4] == ["notebook"] and "--part" in argv:
+            out[argv[argv.index("--part") + 1]] = (name, deps)
+    return out
+
+
+def test_notebook_stages_depend_on_the_logs_they_export() -> None:
+    from rho.study import Study
+    from rho.study.curves import part_runs
+
+    study = Study.load(ROOT / "params.yaml")
+    parts = _notebook_parts(dvc_stages(ROOT))
+    assert {"math_cpt", "analysis", "reference_model"} <= set(parts)
+    problems = []
+    for part, (stage, deps) in sorted(parts.items()):
+        for run in part_runs(study, part):
+            run_dir = f"runs/{study.profile}/{run}"
+            if run_dir not in deps and f"{run_dir}/log.jsonl" not in deps:
+                problems.append(
+                    f"stage `{stage}` exports the training losses of {run}: add {run_dir}/log.jsonl"
+                )
+    assert not problems, "\n".join(problems)
+
+
+BUILTIN_TEMPLATES = {
+    "linear",
+    "simple",
+    "scatter",
+    "smooth",
+    "confusion",
+    "confusion_normalized",
+    "bar_horizontal",
+}
+
+
+def _plots(profile: str) -> tuple[set[str], dict[str, str]]:
+    """``(image paths, {data file: template})`` of dvc.yaml's top-level plots for ``profile``."""
+    text = (ROOT / "dvc.yaml").read_text().replace("${profile}", profile)
+    images, data = set(), {}
+    for entry in yaml.safe_load(text)["plots"]:
+        if isinstance(entry, str):
+            images.add(entry)
+            continue
+        ((name, spec),) = entry.items()
+        for path in spec["y"]:
+            data[path] = spec.get("template", "linear")
+    return images, data
+
+
+@pytest.mark.parametrize(
+    "profile", sorted(p.name for p in (ROOT / "results").iterdir() if p.is_dir() and p.name != "paper")
+)
+def test_every_figure_is_a_dvc_plot(profile: str) -> None:
+    images, data = _plots(profile)
+    figures = {p.relative_to(ROOT).as_posix() for p in (ROOT / "results" / profile).rglob("*.png")}
+    assert figures, f"no figures in results/{profile}"
+    assert not figures - images, f"figures not declared under plots: in dvc.yaml: {sorted(figures - images)}"
+    for path, template in data.items():
+        if Path(path).name != "training_losses.csv":  # written by the notebook stages since the plots came
+            assert (ROOT / path).is_file(), f"plot data {path} does not exist"
+        assert template in BUILTIN_TEMPLATES or (ROOT / ".dvc" / "plots" / f"{template}.json").is_file(), (
+            template
+        )
+
+
+def test_plot_templates_draw_one_line_per_run_and_revision() -> None:
+    import json
+
+    for name in ("runs", "runs_by_metric"):
+        spec = json.loads((ROOT / ".dvc" / "plots" / f"{name}.json").read_text())
+        enc = spec["encoding"]
+        assert enc["color"]["field"] == "run" and enc["strokeDash"]["field"] == "rev"
+        assert spec["data"]["values"] == "<DVC_METRIC_DATA>" and enc["x"]["field"] == "<DVC_METRIC_X>"

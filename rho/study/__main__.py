@@ -120,8 +120,11 @@ def _run_stage(args: argparse.Namespace) -> None:
     elif args.stage == "evaluate":
         stages.evaluate_run(study, args.name)
     else:
+        from rho.study.curves import export_training_losses
         from rho.study.notebooks import run_notebook
 
+        if args.part is not None:  # first: the notebook can show it, and its failure removes it
+            export_training_losses(study, args.part)
         run_notebook(study, args.name, part=args.part)
 
 

@@ -26,7 +26,8 @@ def test_ensure_kernel_installs_this_interpreter(tmp_path: Path) -> None:
 
     target = ensure_kernel(tmp_path)
     assert target == tmp_path / "share" / "jupyter" / "kernels" / "rho"
-    assert _spec(tmp_path)["argv"] == [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    argv = _spec(tmp_path)["argv"]
+    assert argv[0] == sys.executable and argv[-4:] == ["-m", "ipykernel_launcher", "-f", "{connection_file}"]
     found = KernelSpecManager(kernel_dirs=[str(target.parent)]).get_kernel_spec("rho")
     assert found.argv[0] == sys.executable and found.language == "python"
     assert os.listdir(target.parent) == ["rho"]  # no temporary folder left
@@ -38,6 +39,25 @@ def test_ensure_kernel_is_idempotent(tmp_path: Path) -> None:
     ensure_kernel(tmp_path)
     after = path.stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def test_a_kernel_installed_by_ipykernel_is_kept(tmp_path: Path) -> None:
+    """``python -m ipykernel install --sys-prefix --name rho`` (the Makefile) writes other flags: kept."""
+    target = kernel_dir(tmp_path) / "rho"
+    target.mkdir(parents=True)
+    spec = {
+        "argv": [
+            sys.executable,
+            "-Xfrozen_modules=off",
+            "-m",
+            "ipykernel_launcher",
+            "-f",
+            "{connection_file}",
+        ]
+    }
+    (target / "kernel.json").write_text(json.dumps({**spec, "display_name": "rho", "language": "python"}))
+    ensure_kernel(tmp_path)
+    assert _spec(tmp_path)["argv"] == spec["argv"]
 
 
 def test_ensure_kernel_replaces_a_stale_kernelspec(tmp_path: Path) -> None:

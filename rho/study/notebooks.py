@@ -38,19 +38,34 @@ def kernel_dir(prefix: str | os.PathLike | None = None) -> Path:
 
 
 def kernel_spec() -> dict:
-    """The ``kernel.json`` of the project kernel: ipykernel on this interpreter."""
-    return {
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": f"rho (Python {sys.version_info.major}.{sys.version_info.minor})",
-        "language": "python",
-        "metadata": {"debugger": True},
-    }
+    """The ``kernel.json`` of the project kernel: ipykernel on this interpreter (as ``ipykernel install`` writes it)."""
+    try:
+        from ipykernel.kernelspec import get_kernel_dict
+
+        spec = dict(get_kernel_dict())
+    except ImportError:  # papermill needs ipykernel to run the kernel anyway; the spec alone does not
+        spec = {
+            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "language": "python",
+            "metadata": {"debugger": True},
+        }
+    spec["display_name"] = f"rho (Python {sys.version_info.major}.{sys.version_info.minor})"
+    return spec
+
+
+def runs_this_interpreter(argv: object) -> bool:
+    """Whether a kernelspec's ``argv`` starts ipykernel on this interpreter (any flags between)."""
+    if not isinstance(argv, list) or not argv or "ipykernel_launcher" not in argv:
+        return False
+    # not realpath: a virtualenv's python links to the base interpreter, but it is its own environment
+    return os.path.abspath(str(argv[0])) == os.path.abspath(sys.executable)
 
 
 def ensure_kernel(prefix: str | os.PathLike | None = None) -> Path:
     """Install the ``rho`` kernelspec into ``prefix`` (default: this environment) unless it is there.
 
-    Idempotent: a kernelspec whose ``argv`` already runs this interpreter is left untouched.
+    Idempotent: a kernelspec whose ``argv`` already runs this interpreter is left untouched (also
+    one written by ``python -m ipykernel install --sys-prefix --name rho``).
     Atomic: a new kernelspec is written in a temporary folder renamed into place (a concurrent
     installer's rename wins, with the same content); a stale ``kernel.json`` (another interpreter)
     is replaced by ``os.replace``.  Returns the kernelspec folder.  Raises ``OSError`` when the
@@ -59,7 +74,7 @@ def ensure_kernel(prefix: str | os.PathLike | None = None) -> Path:
     spec = kernel_spec()
     kernels = kernel_dir(prefix)
     target = kernels / KERNEL_NAME
-    if _installed_argv(target) == spec["argv"]:
+    if runs_this_interpreter(_installed_argv(target)):
         return target
     kernels.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{KERNEL_NAME}-", dir=kernels))
@@ -71,7 +86,7 @@ def ensure_kernel(prefix: str | os.PathLike | None = None) -> Path:
         except OSError:
             if not target.is_dir():
                 raise
-        if _installed_argv(target) != spec["argv"]:
+        if not runs_this_interpreter(_installed_argv(target)):
             os.replace(tmp / "kernel.json", target / "kernel.json")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -12,6 +12,7 @@ model the study trains.
 from __future__ import annotations
 
 import ast
+import functools
 import shlex
 from pathlib import Path
 
@@ -57,20 +58,44 @@ def dispatch_branch(tree_fn: ast.FunctionDef, stage: str) -> list[ast.stmt]:
 
 
 def stage_files(root: Path, cmd: str) -> set[str]:
-    """The ``rho/`` files (relative, posix) that ``cmd`` runs; raise ValueError for another command shape."""
+    """The ``rho/`` files (relative, posix) that ``cmd`` runs; raise ValueError for another command shape.
+
+    Besides the modules: the data folders of their packages (templates, task YAMLs, assets: a
+    package's sub-folders without ``__init__.py``), which those modules read.
+    """
     argv = shlex.split(cmd)
     if argv[:3] != ["python", "-m", "rho.study"] or len(argv) < 4:
         raise ValueError(f"not a `python -m rho.study <stage> ...` command: {cmd!r}")
-    stage = argv[3]
+    notebook = argv[4] if argv[3] == "notebook" else None
+    return set(_closure_files(root, argv[3], notebook))
+
+
+def package_data(root: Path, files: set[str]) -> set[str]:
+    """The files in the data folders of the packages that hold ``files``."""
+    out = set()
+    for pkg in {(root / f).parent for f in files}:
+        for sub in pkg.iterdir():
+            if sub.is_dir() and sub.name != "__pycache__" and not (sub / "__init__.py").exists():
+                out.update(
+                    p.relative_to(root).as_posix()
+                    for p in sub.rglob("*")
+                    if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+                )
+    return out
+
+
+@functools.cache
+def _closure_files(root: Path, stage: str, notebook: str | None) -> frozenset[str]:
     closure = Closure(root)
     closure.add_module(ENTRY_MODULE)
     fn = closure.info(ENTRY_MODULE).defs[DISPATCH]
     assert isinstance(fn, ast.FunctionDef)
     closure.add_code(ENTRY_MODULE, dispatch_branch(fn, stage))
-    if stage == "notebook":
-        nb = root / "notebooks" / f"{argv[4]}.ipynb"
+    if notebook is not None:
+        nb = root / "notebooks" / f"{notebook}.ipynb"
         closure.add_source(str(nb), notebook_code(nb))
-    return closure.files()
+    files = closure.files()
+    return frozenset(files | package_data(root, files))
 
 
 def missing_deps(root: Path, stages: dict[str, tuple[str, list[str]]]) -> list[str]:
@@ -161,6 +186,8 @@ def test_missing_dep_is_named(tmp_path: Path) -> None:
             "        run()\n",
             "rho/work.py": "import rho.helper\n\ndef train():\n    pass\n",
             "rho/helper.py": "",
+            "rho/assets/words.txt": "data read by rho's modules\n",
+            "rho/parts/data/x.yaml": "a: 1\n",
             "rho/nb.py": "",
             "rho/parts/__init__.py": "",
             "rho/parts/p1.py": "def go():\n    import rho.helper\n",
@@ -173,10 +200,12 @@ def test_missing_dep_is_named(tmp_path: Path) -> None:
         "part": ("python -m rho.study notebook n1 --part p", ["rho/nb.py", "rho/parts"]),
     }
     assert missing_deps(root, stages) == [
+        "stage `part` runs rho/assets/words.txt: add it (or a folder holding it) to its deps in dvc.yaml",
         "stage `part` runs rho/helper.py: add it (or a folder holding it) to its deps in dvc.yaml",
+        "stage `train` runs rho/assets/words.txt: add it (or a folder holding it) to its deps in dvc.yaml",
         "stage `train` runs rho/helper.py: add it (or a folder holding it) to its deps in dvc.yaml",
-    ]
-    stages["train"][1].append("rho/helper.py")
+    ]  # rho/parts/data/x.yaml: in the `rho/parts` folder the part stage lists
+    stages["train"][1].extend(["rho/helper.py", "rho/assets"])
     stages["part"][1].append("rho/")
     assert missing_deps(root, stages) == []
     with pytest.raises(ValueError, match="not a `python -m rho.study"):

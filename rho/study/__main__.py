@@ -4,7 +4,8 @@
     python -m rho.study train <run>          base | base_large | reference | a run of params.yaml
     python -m rho.study score <scorer>       a scorer of params.yaml (e.g. rm_owm)
     python -m rho.study evaluate <run>       evaluate a run's final model (and its snapshots)
-    python -m rho.study notebook <name> [--part PART]   execute notebooks/<name>.ipynb (papermill)
+    python -m rho.study notebook <name> [--part PART]   execute notebooks/<name>.ipynb (papermill, kernel
+                                             `rho`); first write the part's training_losses.csv
     python -m rho.study serve [--socket PATH]  a fork server that runs the stages above warm
 
 Options: ``--params params.yaml`` and ``--profile NAME`` (overrides ``profile`` in the file).

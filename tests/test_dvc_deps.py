@@ -111,6 +111,17 @@ def missing_deps(root: Path, stages: dict[str, tuple[str, list[str]]]) -> list[s
     return problems
 
 
+def unused_deps(root: Path, stages: dict[str, tuple[str, list[str]]]) -> list[str]:
+    """One line per ``rho/`` dependency (file or folder) that holds no file the stage runs."""
+    problems = []
+    for name, (cmd, deps) in sorted(stages.items()):
+        files = stage_files(root, cmd)
+        for d in deps:
+            if d.startswith("rho/") and not any(f == d or f.startswith(d.rstrip("/") + "/") for f in files):
+                problems.append(f"stage `{name}` lists {d} but runs nothing in it: remove it from its deps")
+    return problems
+
+
 def dvc_stages(root: Path) -> dict[str, tuple[str, list[str]]]:
     """``{stage address: (cmd, deps)}`` of dvc.yaml, templates resolved by DVC itself."""
     repo_mod = pytest.importorskip("dvc.repo")
@@ -122,6 +133,12 @@ def test_every_stage_lists_the_rho_files_it_runs() -> None:
     stages = dvc_stages(ROOT)
     assert len(stages) > 20 and {"evaluate@base", "report", "train_slm@math_slm"} <= set(stages)
     problems = missing_deps(ROOT, stages)
+    assert not problems, "\n".join(problems)
+
+
+def test_no_stage_lists_rho_code_it_does_not_run() -> None:
+    """A stale code dependency reruns a stage for nothing (e.g. after a module moved)."""
+    problems = unused_deps(ROOT, dvc_stages(ROOT))
     assert not problems, "\n".join(problems)
 
 
@@ -205,7 +222,12 @@ def test_missing_dep_is_named(tmp_path: Path) -> None:
         "stage `train` runs rho/assets/words.txt: add it (or a folder holding it) to its deps in dvc.yaml",
         "stage `train` runs rho/helper.py: add it (or a folder holding it) to its deps in dvc.yaml",
     ]  # rho/parts/data/x.yaml: in the `rho/parts` folder the part stage lists
-    stages["train"][1].extend(["rho/helper.py", "rho/assets"])
+    assert unused_deps(root, stages) == []
+    stages["train"][1].extend(["rho/helper.py", "rho/assets", "rho/parts/p1.py"])
+    assert unused_deps(root, stages) == [
+        "stage `train` lists rho/parts/p1.py but runs nothing in it: remove it from its deps"
+    ]
+    stages["train"][1].pop()
     stages["part"][1].append("rho/")
     assert missing_deps(root, stages) == []
     with pytest.raises(ValueError, match="not a `python -m rho.study"):

@@ -43,6 +43,7 @@ class Closure:
         self._infos: dict[str, ModuleInfo] = {}
         self.modules: set[str] = set()
         self._reached: set[tuple[str, str]] = set()
+        self._symbols: set[tuple[str, str]] = set()
 
     # ------------------------------------------------------------------ modules and files
     def path_of(self, module: str) -> Path | None:
@@ -82,6 +83,9 @@ class Closure:
 
     def add_symbol(self, module: str, name: str) -> None:
         """Use ``module.name``: import the module, run the function (or class) it names."""
+        if (module, name) in self._symbols:
+            return
+        self._symbols.add((module, name))
         self.add_module(module)
         info = self.info(module)
         if name in info.defs:

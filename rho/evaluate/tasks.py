@@ -5,8 +5,9 @@ onto :class:`~rho.evaluate.records.EvalRecord`, or a local suite), how to prompt
 few-shot exemplars, separator), when to stop generating, how to read the answer and which metric
 to report. Built-in real tasks live in ``rho/evaluate/task_data/<name>.yaml``; local miniature
 suites (``<data_root>/eval/tasks.json``) are specs built from ``local_<kind>.yaml`` defaults.
-Test problems are loaded by :func:`rho.evaluate.sources.load_test_records` (this module does not
-import the loaders, so there is no import cycle).
+Test problems are loaded by :func:`rho.evaluate.sources.load_test_records`: this module imports
+neither the loaders nor the task-name resolution of :mod:`rho.evaluate.grade`, so the modules
+form no import cycle (``tests/test_evaluate_imports.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import yaml
 
 from rho.evaluate.answer import ANSWER_TYPES
+from rho.evaluate.harness_grader import harness_choice, harness_extract
 from rho.evaluate.records import EvalRecord, read_records
 from rho.io import read_json
 
@@ -300,8 +302,6 @@ def parse_prompt_file(spec: TaskSpec, text: str, where: str = "") -> list[EvalRe
     head, mid = spec.template.split("{question}", 1)
     t_head, t_tail = spec.target.split("{solution}", 1)
     mid += t_head
-    from rho.evaluate.harness_grader import harness_choice, harness_extract
-
     shots = []
     for i, block in enumerate(text.strip().split(spec.separator)):
         if not block.startswith(head) or mid not in block[len(head) :] or not block.endswith(t_tail):

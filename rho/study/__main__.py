@@ -4,7 +4,8 @@
     python -m rho.study train <run>          base | base_large | reference | a run of params.yaml
     python -m rho.study score <scorer>       a scorer of params.yaml (e.g. rm_owm)
     python -m rho.study evaluate <run>       evaluate a run's final model (and its snapshots)
-    python -m rho.study notebook <name> [--part PART]   execute notebooks/<name>.ipynb (papermill)
+    python -m rho.study notebook <name> [--part PART]   execute notebooks/<name>.ipynb (papermill, kernel
+                                             `rho`); first write the part's training_losses.csv
     python -m rho.study serve [--socket PATH]  a fork server that runs the stages above warm
 
 Options: ``--params params.yaml`` and ``--profile NAME`` (overrides ``profile`` in the file).
@@ -120,8 +121,11 @@ def _run_stage(args: argparse.Namespace) -> None:
     elif args.stage == "evaluate":
         stages.evaluate_run(study, args.name)
     else:
+        from rho.study.curves import export_training_losses
         from rho.study.notebooks import run_notebook
 
+        if args.part is not None:  # first: the notebook can show it, and its failure removes it
+            export_training_losses(study, args.part)
         run_notebook(study, args.name, part=args.part)
 
 

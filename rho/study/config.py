@@ -126,6 +126,19 @@ class Study:
                     raise StudyError(f"{where}: scorer {spec['scorer']!r} is not in params.yaml `scorers`")
                 if ("score2" in spec) != ("ratio2" in spec):
                     raise StudyError(f"{where}: set `score2` and `ratio2` together (and optionally `op`)")
+        evaluated = ["base", "reference", *seen]
+        if set(self.params["eval_runs"]) != set(evaluated):
+            missing = [r for r in evaluated if r not in self.params["eval_runs"]]
+            extra = [r for r in self.params["eval_runs"] if r not in evaluated]
+            raise StudyError(
+                "params.yaml: `eval_runs` must name the base, the reference and every run of "
+                f"{', '.join(RUN_GROUPS)} (dvc.yaml's evaluate stage loops over it); "
+                + "; ".join(
+                    x
+                    for x in (missing and f"add {', '.join(missing)}", extra and f"remove {', '.join(extra)}")
+                    if x
+                )
+            )
         for name, sc in self.params["scorers"].items():
             if sc.get("model") not in ("reference", *seen):
                 raise StudyError(

@@ -97,6 +97,21 @@ class Table:
     allow_empty: bool = True
 
 
+@dataclass(frozen=True)
+class Names:
+    """A list of distinct names (``NAME_RE``), e.g. ``eval_runs``."""
+
+    def check(self, path: str, value: Any) -> None:
+        """Raise :class:`SchemaError` unless ``value`` is a list of distinct names."""
+        if not isinstance(value, list) or not all(isinstance(v, str) and NAME_RE.match(v) for v in value):
+            raise SchemaError(
+                f"params.yaml: `{path}` must be a list of names (letters, digits, _ or -), got {value!r:.60}"
+            )
+        dup = sorted({v for v in value if value.count(v) > 1})
+        if dup:
+            raise SchemaError(f"params.yaml: `{path}` names {', '.join(dup)} more than once; list each once")
+
+
 def _int(low: float | None = None, **kw: Any) -> Value:
     return Value("int", low=low, **kw)
 
@@ -175,6 +190,7 @@ PARAMS = Section(
             )
         ),
         "scorers": Table(Section(required={"model": NAME, "corpus": Value("choice", choices=CORPORA)})),
+        "eval_runs": Names(),
         "profiles": Table(_PROFILE, allow_empty=False),
     },
     optional={"seed": _int(0)},
@@ -191,7 +207,7 @@ def _join(path: str, key: str) -> str:
 
 
 def _check(path: str, value: Any, schema: Any) -> None:
-    if isinstance(schema, Value):
+    if isinstance(schema, Value | Names):
         schema.check(path, value)
         return
     where = f"`{path}`" if path else "the file"
@@ -230,6 +246,8 @@ def _check(path: str, value: Any, schema: Any) -> None:
 def _what(schema: Any) -> str:
     if isinstance(schema, Value):
         return schema.describe()
+    if isinstance(schema, Names):
+        return "a list of names"
     if isinstance(schema, Table):
         return "a mapping of named entries"
     return "a mapping with keys " + ", ".join(schema.required)

@@ -285,3 +285,20 @@ def test_a_run_seed_changes_its_batch_order_and_nothing_else(tmp_path) -> None:
 
     assert order("s1") == order("s1_again")
     assert order("s1") != order("s2") and order("s1") != order("math_clm")
+
+
+def test_snapshots_lists_model_snapshots_and_the_old_name_warns(tmp_path) -> None:
+    import json
+
+    from rho.study import stages
+
+    study = _study(tmp_path, lambda p: None)
+    run_dir = study.run_dir("math_clm")
+    for tokens in (0, 4096):
+        (run_dir / "snapshots" / f"tokens_{tokens}").mkdir(parents=True)
+    (run_dir / "log.jsonl").write_text(json.dumps({"step": 2, "tokens": 8192}) + "\n")
+    want = [(0, run_dir / "snapshots" / "tokens_0"), (4096, run_dir / "snapshots" / "tokens_4096")]
+    want.append((8192, run_dir / "final"))
+    assert stages.snapshots(study, "math_clm") == want
+    with pytest.warns(DeprecationWarning, match="snapshots"):
+        assert stages.checkpoints(study, "math_clm") == want

@@ -17,7 +17,7 @@ from rho.io import read_json, write_json_atomic
 from rho.report.markdown import write_table
 from rho.report.plots import save_figure
 from rho.study.config import Study, StudyError
-from rho.study.stages import checkpoints
+from rho.study.stages import snapshots
 
 #: The nine tasks of the paper's Table 1, in its column order (our suite's ``role``).
 TABLE1_ROLES = ("gsm8k", "math", "svamp", "asdiv", "mawps", "tabmwp", "mathqa", "mmlu_stem", "sat")
@@ -197,7 +197,7 @@ def token_dynamics_part(study: Study, run: str = "math_clm", max_blocks: int | N
     z = study.sizes
     max_blocks = max_blocks or z.get("dynamics_blocks")
     shard = TokenShard.open(study.shard("owm_val"))
-    cps = checkpoints(study, run)
+    cps = snapshots(study, run)
     if len(cps) < 3:
         raise StudyError(
             f"{run} has {len(cps)} checkpoints; token dynamics needs at least 3 (raise `snapshots`)"
@@ -540,7 +540,7 @@ def analysis_part(study: Study, max_blocks: int | None = None) -> dict[str, Any]
     sel = fx["selected"]
     rows, mats = [], {}
     for run in (clm, slm):
-        cps = checkpoints(study, run)
+        cps = snapshots(study, run)
         m = loss_matrix(cps, fx["shard"], int(z["block_size"]), max_blocks)
         mats[run] = (cps, m)
         for (tok, _), row in zip(cps, m, strict=True):

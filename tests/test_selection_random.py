@@ -302,3 +302,44 @@ def test_snapshots_lists_model_snapshots_and_the_old_name_warns(tmp_path) -> Non
     assert stages.snapshots(study, "math_clm") == want
     with pytest.warns(DeprecationWarning, match="snapshots"):
         assert stages.checkpoints(study, "math_clm") == want
+
+
+#: Parameters of the README's public selection/loss/training functions before SelectionConfig: they
+#: stay a prefix of today's (new parameters only appended, with defaults).
+API_BEFORE = {
+    "rho.loss.token_loss": ["logits", "labels", "ignore_index", "chunk_size"],
+    "rho.loss.clm_loss": ["logits", "labels", "ignore_index", "chunk_size"],
+    "rho.loss.slm_loss": [
+        "logits", "labels", "ref_loss", "ratio", "score_kind", "ref_entropy", "ignore_index", "chunk_size", "denom"
+    ],
+    "rho.loss.reweighted_loss": ["logits", "labels", "ref_loss", "temperature", "ignore_index", "chunk_size"],
+    "rho.selection.score": ["kind", "train_loss", "ref_loss", "ref_entropy"],
+    "rho.selection.topk_mask": ["scores", "ratio", "valid"],
+    "rho.selection.select_combined": ["scores_a", "ratio_a", "scores_b", "ratio_b", "op", "valid"],
+    "rho.selection.select_global": ["parts", "ratio", "valids"],
+    "rho.dynamics.classify_tokens": ["losses", "threshold"],
+    "rho.train.train": ["config"],
+}  # fmt: skip
+
+
+def test_readme_public_api_names_import_with_their_signatures() -> None:
+    import importlib
+    import inspect
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Public API", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    imports = re.findall(r"^from (\S+) import (.+)$", block, flags=re.M)
+    assert len(imports) >= 6
+    for module, names in imports:
+        mod = importlib.import_module(module)
+        for name in (n.strip() for n in names.split(",")):
+            obj = getattr(mod, name)
+            key = f"{module}.{name}"
+            if key in API_BEFORE:
+                params = list(inspect.signature(obj).parameters.values())
+                assert [p.name for p in params[: len(API_BEFORE[key])]] == API_BEFORE[key], key
+                assert all(
+                    p.default is not inspect.Parameter.empty for p in params[len(API_BEFORE[key]) :]
+                ), key
+    assert set(API_BEFORE) <= {f"{m}.{n.strip()}" for m, ns in imports for n in ns.split(",")}

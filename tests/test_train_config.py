@@ -144,3 +144,18 @@ def test_lr_schedule_warmup_then_cosine_to_min() -> None:
     assert lr_at(0, lr=1.0, min_lr=0.0, warmup=0, total=1) == 1.0
     with pytest.raises(ValueError):
         lr_at(-1, **kw)
+
+
+def test_cli_overrides_set_selection_knobs_by_their_params_names() -> None:
+    from rho.train.config import merge_overrides
+
+    got = merge_overrides(
+        {**BASE, "selection": {"score": "ref_loss"}},
+        parse_overrides(["objective=slm", "scores=s", "selection.ratio=0.7", "selection.scope=micro"]),
+    )
+    cfg = TrainConfig.from_dict(got)
+    assert cfg.selection == SelectionConfig(ratio=0.7, score="ref_loss", scope="micro")
+    with pytest.warns(DeprecationWarning, match="selection.ratio"):
+        assert merge_overrides(BASE, {"ratio": 0.5})["selection"] == {"ratio": 0.5}
+    with pytest.raises(ConfigError, match="only selection.<knob> may be dotted"):
+        merge_overrides(BASE, {"lr.peak": 1.0})

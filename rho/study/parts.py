@@ -432,7 +432,7 @@ def self_reference_part(study: Study) -> dict[str, Any]:
     runs = study.runs_of("self_reference")
     clm = "math_clm"
     res = eval_results(study, [clm, *runs])
-    name = {"ref_loss": "L_RM", "ref_entropy": "H_RM", "excess": "L_delta"}
+    name = {"ref_loss": "L_RM", "ref_entropy": "H_RM", "excess": "L_delta", "random": "random"}
     fracs = {r: selected_fraction(study, r) for r in runs}  # the effective ratios, read once from the logs
     info: dict[str, dict[str, Any]] = {
         clm: {"score_function": "none", "select_ratio": "100%", "effective_ratio": "100%"}

@@ -24,7 +24,8 @@ from rho.study.config import Study, StudyError
 #: Config fields that do not change a run's result.
 _FREE = ("progress", "log_every", "num_threads", "resume", "device", "dist_backend")
 
-#: Parts whose CLM and main SLM runs are evaluated at every snapshot (Figure 1 / Figure 7 curves).
+#: Parts whose CLM and main SLM runs (``clm_runs``, ``slm_runs``; not variants or random runs) are
+#: evaluated at every snapshot (Figure 1 / Figure 7 curves).
 CURVE_PARTS = ("math_cpt",)
 
 
@@ -193,7 +194,7 @@ def evaluate_run(study: Study, run: str, *, batch_size: int = 16) -> Path:
                 )
                 rows.append({"run": run, "tokens": tok, "task": t, "downstream_loss": val})
         pd.DataFrame(rows).to_csv(tmp / "downstream.csv", index=False)
-        if spec.get("part") in CURVE_PARTS and spec.get("group") != "slm_variants":
+        if spec.get("part") in CURVE_PARTS and spec.get("group") in ("clm_runs", "slm_runs"):
             end = cps[-1][0]
             curve = []
             for tok, path in cps:

@@ -343,3 +343,28 @@ def test_readme_public_api_names_import_with_their_signatures() -> None:
                     p.default is not inspect.Parameter.empty for p in params[len(API_BEFORE[key]) :]
                 ), key
     assert set(API_BEFORE) <= {f"{m}.{n.strip()}" for m, ns in imports for n in ns.split(",")}
+
+
+def test_two_ranks_random_selection_equals_one_process(tmp_path) -> None:
+    import torch.multiprocessing as mp
+    from _helpers_train import ddp_worker, final_state, free_port
+
+    from rho.train import train
+    from rho.train.metrics import read_log
+
+    make_shard(tmp_path / "shard", make_tokenizer(tmp_path / "tok"))
+    common = dict(objective="slm", selection={"score": "random", "ratio": 0.6}, max_steps=3, device="cpu")
+    dist = base_config(tmp_path, **common, micro_batch_size=1, grad_accum=2, out_dir=str(tmp_path / "dist"))
+    mp.spawn(ddp_worker, args=(2, free_port(), dist, str(tmp_path)), nprocs=2, join=True)
+    train(base_config(tmp_path, **common, micro_batch_size=4, out_dir=str(tmp_path / "one")))
+
+    # step 0: the ranks' micro-batch masks, in rank then micro order, are one top-k of the step's noise
+    masks = torch.cat([torch.cat(torch.load(tmp_path / f"rank{r}.pt")) for r in range(2)]).bool()
+    labels = torch.cat([torch.full((4, 15), True), torch.full((4, 1), False)], 1)
+    assert torch.equal(masks, topk_mask(random_scores(0, 0, 64).view(4, 16), 0.6, labels))
+    assert int(masks.sum()) == keep_count(60, 0.6) == 36
+    ld, lo = read_log(tmp_path / "dist" / "log.jsonl"), read_log(tmp_path / "one" / "log.jsonl")
+    assert [r["label_counts"] for r in ld] == [r["label_counts"] for r in lo]
+    a, b = final_state(tmp_path / "dist"), final_state(tmp_path / "one")
+    for k in b:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-5)

@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         rows = []
         for name, extra in (
             ("clm", {"objective": "clm"}),
-            ("slm", {"objective": "slm", "ratio": args.ratio, "scores": str(tmp / "scores")}),
+            ("slm", {"objective": "slm", "selection": {"ratio": args.ratio}, "scores": str(tmp / "scores")}),
         ):
             out = tmp / name
             train({**common, **extra, "train_shard": str(tmp / "train"), "out_dir": str(out)})

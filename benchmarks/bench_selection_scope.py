@@ -1,6 +1,6 @@
 """How well the no-extra-forward selection scopes agree with the exact global top-k.
 
-``selection_scope=global`` ranks the whole optimizer batch; with ``grad_accum > 1`` and the
+``selection.scope=global`` ranks the whole optimizer batch; with ``grad_accum > 1`` and the
 ``excess`` score it needs a no-grad scoring pass (one extra forward per micro-batch).  The
 ``dp`` scope ranks each micro-step over all data-parallel ranks and ``carry`` ranks each
 micro-step against every score seen so far in the step; neither needs the extra forward.  This

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from rho.data.shards import TokenShard, tokenizer_fingerprint, write_shard
 from rho.models import build_model
 from rho.scoring import load_scores, score_corpus
+from rho.selection import SelectionConfig
 from rho.train import train
 from rho.train.batches import BatchLoader
 from rho.train.distributed import DistContext
@@ -104,7 +105,7 @@ def _setup(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
         num_threads=args.threads,
         progress=False,
         seed=0,
-        ratio=args.ratio,
+        selection={"ratio": args.ratio},
     )
 
 
@@ -114,10 +115,10 @@ def _modes(accums: list[int], logits_baseline: bool = False) -> list[tuple[str, 
         out.append(("clm", a, {"objective": "clm"}))
         if logits_baseline:
             out.append(("clm logits", a, {"objective": "clm", "fused_loss": "off"}))
-        out.append(("slm global", a, {"objective": "slm", "selection_scope": "global"}))
+        out.append(("slm global", a, {"objective": "slm", "selection": {"scope": "global"}}))
         if a > 1:
-            out.append(("slm micro", a, {"objective": "slm", "selection_scope": "micro"}))
-            out.append(("slm carry", a, {"objective": "slm", "selection_scope": "carry"}))
+            out.append(("slm micro", a, {"objective": "slm", "selection": {"scope": "micro"}}))
+            out.append(("slm carry", a, {"objective": "slm", "selection": {"scope": "carry"}}))
     return out
 
 
@@ -128,7 +129,7 @@ def _selection_seconds(base: dict[str, Any], args: argparse.Namespace, reps: int
     shard = TokenShard.open(base["train_shard"])
     scores = load_scores(base["scores"], shard, block_size=args.block_size)
     loader = BatchLoader(shard, args.block_size, args.micro_batch, 1, seed=0)
-    objective = Objective("slm", ratio=args.ratio)
+    objective = Objective("slm", SelectionConfig(ratio=args.ratio))
     batch = loader.micro_batches(0)[0].to(args.device)
     train_loss = torch.rand(batch.labels.shape, generator=torch.Generator().manual_seed(0)).to(args.device)
     idx = batch.block_idx.cpu().numpy()
@@ -157,7 +158,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         runs = [mode for r in range(args.rounds) for mode in (modes if r % 2 == 0 else modes[::-1])]
         for i, (name, accum, extra) in enumerate(tqdm(runs, desc="runs", unit="run")):
             out = tmp / f"run{i}"
-            train({**base, **extra, "grad_accum": accum, "out_dir": str(out)})
+            selection = {**base["selection"], **extra.get("selection", {})}
+            train({**base, **extra, "selection": selection, "grad_accum": accum, "out_dir": str(out)})
             steps = read_log(out / "log.jsonl")[args.skip :]
             times[(name, accum)].extend(s[args.clock] for s in steps)
         selection_s = _selection_seconds(base, args)

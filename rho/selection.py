@@ -15,32 +15,191 @@ Ties are broken by flat (row-major) position, earlier first, via a stable descen
 selecting over a concatenation of batches is reproducible and a data-parallel global selection
 (:func:`select_global`) equals one process selecting on the concatenated batch.
 
+A run's selection knobs live in one frozen :class:`SelectionConfig` whose field names are the
+keys of ``params.yaml`` (``ratio``, ``score``, ``score2``, ``ratio2``, ``op``, ``scope``,
+``temperature``); it is validated once, here, and read by the study config, the trainer and the
+CLI alike.  ``score: random`` is the control of the paper's question "is it the scores, or just
+fewer tokens?": it keeps exactly the count top-k would keep, chosen uniformly at random
+(:func:`random_scores`), and needs no reference model.
+
 Every function here works on detached tensors: selection never carries gradient.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
+import numpy as np
 import torch
 
-ScoreKind = Literal["excess", "ref_loss", "ref_entropy"]
-SCORE_KINDS: tuple[str, ...] = ("excess", "ref_loss", "ref_entropy")
+ScoreKind = Literal["excess", "ref_loss", "ref_entropy", "random"]
+#: Every score kind (the one list: params.yaml's schema, the trainer and :func:`score` read it).
+SCORE_KINDS: tuple[str, ...] = ("excess", "ref_loss", "ref_entropy", "random")
 CombineOp = Literal["intersection", "union"]
+#: How two selections combine (Table 4).
+COMBINE_OPS: tuple[str, ...] = ("intersection", "union")
+#: Over which tokens one top-k ranks (rho.train.objective, README "Selection scope").
+SCOPES: tuple[str, ...] = ("global", "micro", "dp", "carry")
+#: Scopes that select as the micro-steps come (one score only).
+STREAMING_SCOPES: tuple[str, ...] = ("dp", "carry")
+#: Inputs each score kind reads: the training model's loss, reference arrays, or seeded noise.
+SCORE_INPUTS: dict[str, tuple[str, ...]] = {
+    "excess": ("train_loss", "ref_loss"),
+    "ref_loss": ("ref_loss",),
+    "ref_entropy": ("ref_entropy",),
+    "random": ("noise",),
+}
+#: The last word of the seed of :func:`random_scores` (data order uses ``[seed, epoch]``: the two
+#: streams never coincide, since NumPy pads ``[seed, epoch]`` with zeros).
+RANDOM_STREAM = 0x52414E44
 
 
 class SelectionError(ValueError):
     """Bad input to a score or selection function (wrong ratio, kind, shape or missing input)."""
 
 
+@dataclass(frozen=True)
+class SelectionConfig:
+    """Which tokens an SLM run trains on: the selection knobs, named as in ``params.yaml``.
+
+    ``ratio``: fraction kept by the top-k of ``score`` (one of :data:`SCORE_KINDS`).
+    ``score2`` / ``ratio2`` / ``op``: a second selection, intersected or united (Table 4).
+    ``scope``: over which tokens one top-k ranks (:data:`SCOPES`).
+    ``temperature``: of the soft weights of ``objective: reweight``.
+    Built validated (:meth:`validate`, the one check of these knobs); frozen.
+    """
+
+    ratio: float = 0.6
+    score: str = "excess"
+    score2: str | None = None
+    ratio2: float | None = None
+    op: str = "intersection"
+    scope: str = "global"
+    temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every knob (:func:`check_knob`) and how they combine; raise :class:`SelectionError`."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is not None or f.name not in ("score2", "ratio2"):
+                check_knob(f.name, value)
+        if self.score2 is not None:
+            if self.ratio2 is None:
+                raise SelectionError(
+                    "score2 is set but ratio2 is not: give the second score's ratio in (0, 1]"
+                )
+            if self.scope in STREAMING_SCOPES:
+                raise SelectionError(f"scope={self.scope} ranks one score; with score2 use global or micro")
+        elif self.ratio2 is not None:
+            raise SelectionError("ratio2 is set but score2 is not: name the second score (e.g. ref_entropy)")
+
+    def check_objective(self, objective: str) -> None:
+        """Check the knobs fit a run's ``objective`` (``clm`` ignores them all)."""
+        if objective == "clm":
+            return
+        if self.score2 is not None and objective != "slm":
+            raise SelectionError("score2 (combined selection, Table 4) only applies to objective=slm")
+        if "random" in self.scores and objective != "slm":
+            raise SelectionError("score random (a random top-k) only applies to objective=slm")
+
+    @property
+    def scores(self) -> tuple[str, ...]:
+        """The score kinds ranked by: ``(score,)`` or ``(score, score2)``."""
+        return (self.score,) if self.score2 is None else (self.score, self.score2)
+
+    def inputs(self, objective: str = "slm") -> frozenset[str]:
+        """What ranking reads under ``objective``: ``train_loss``, ``ref_loss``, ``ref_entropy``, ``noise``."""
+        if objective == "clm":
+            return frozenset()
+        return frozenset(x for kind in self.scores for x in SCORE_INPUTS[kind])
+
+    def needs_reference(self, objective: str = "slm") -> bool:
+        """Whether the run needs reference scores (a ``scorer``); ``random`` alone does not."""
+        return bool(self.inputs(objective) & {"ref_loss", "ref_entropy"})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the knobs."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(
+        cls, d: Mapping[str, Any] | SelectionConfig | None = None, **changes: Any
+    ) -> SelectionConfig:
+        """Build from a mapping of knobs (+ ``changes``); unknown keys raise :class:`SelectionError`."""
+        if isinstance(d, SelectionConfig):
+            d = d.to_dict()
+        if d is not None and not isinstance(d, Mapping):
+            raise SelectionError(f"a selection must be a mapping of knob -> value, got {type(d).__name__}")
+        merged = {**(d or {}), **changes}
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(merged) - set(names))
+        if unknown:
+            raise SelectionError(f"unknown selection knob(s) {', '.join(unknown)}; valid: {', '.join(names)}")
+        return cls(**merged)
+
+
+def check_knob(name: str, value: Any) -> Any:
+    """The one check of a selection knob's value (``params.yaml``, ``TrainConfig`` and the CLI use it).
+
+    ``ratio``/``ratio2`` in (0, 1]; ``score``/``score2`` in :data:`SCORE_KINDS`; ``op`` in
+    :data:`COMBINE_OPS`; ``scope`` in :data:`SCOPES`; ``temperature`` positive.  Returns ``value``;
+    raises :class:`SelectionError` naming the knob and what it accepts.
+    """
+    if name in ("ratio", "ratio2"):
+        check_ratio(value, name)
+    elif name in ("score", "score2"):
+        _choice(name, value, SCORE_KINDS)
+    elif name == "op":
+        _choice(name, value, COMBINE_OPS)
+    elif name == "scope":
+        _choice(name, value, SCOPES)
+    elif name == "temperature":
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value <= 0
+        ):
+            raise SelectionError(f"temperature must be a positive finite number, got {value!r}")
+    else:
+        names = [f.name for f in dataclasses.fields(SelectionConfig)]
+        raise SelectionError(f"unknown selection knob {name!r}; valid: {', '.join(names)}")
+    return value
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise SelectionError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def random_scores(seed: int, step: int, n: int) -> torch.Tensor:
+    """Seeded random scores of the ``n`` tokens of optimizer step ``step`` (float32, CPU).
+
+    A random permutation of ``0..n-1`` drawn from ``numpy.random.default_rng([seed, step,
+    RANDOM_STREAM])``: the top-k of any subset of it is a uniformly random k-subset, the same on
+    every machine, and a function of the token's position in the optimizer batch only (so every
+    scope and data-parallel layout sees the values one process would).  Exact as float32 up to
+    ``n = 2**24`` tokens per step (beyond, ties are broken by position).
+    """
+    if seed < 0 or step < 0 or n < 0:
+        raise SelectionError(f"random_scores needs seed, step and n >= 0, got {seed}, {step}, {n}")
+    perm = np.random.default_rng([int(seed), int(step), RANDOM_STREAM]).permutation(int(n))
+    return torch.from_numpy(perm.astype(np.float32))
+
+
 def check_ratio(ratio: float, name: str = "ratio") -> float:
-    """Return ``ratio`` as a float after checking it lies in (0, 1]."""
+    """Return ``ratio`` as a float after checking it is a number in (0, 1] (not a bool or a string)."""
     try:
-        r = float(ratio)
+        r = math.nan if isinstance(ratio, bool | str | bytes) else float(ratio)
     except (TypeError, ValueError):
-        raise SelectionError(f"{name} must be a number in (0, 1], got {ratio!r}") from None
+        r = math.nan
     if not (0.0 < r <= 1.0) or math.isnan(r):
         raise SelectionError(
             f"{name} must be in (0, 1] (a fraction of tokens to keep, e.g. 0.6 for 60%), got {ratio!r}"
@@ -93,24 +252,33 @@ def score(
     train_loss: torch.Tensor | None = None,
     ref_loss: torch.Tensor | None = None,
     ref_entropy: torch.Tensor | None = None,
+    noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-token selection score (float32, detached); higher means more worth training.
 
     ``excess``: ``train_loss - ref_loss`` (eq. 3, the paper's default).
     ``ref_loss``: ``-ref_loss`` (a token the RM predicts well ranks high, Appendix H).
     ``ref_entropy``: ``-ref_entropy`` (a token the RM is certain about ranks high, Appendix H eq. 8).
+    ``random``: ``noise`` itself (seeded values from :func:`random_scores`; the random control).
     NaN inputs give NaN scores, which :func:`topk_mask` treats as invalid.
     """
     if kind not in SCORE_KINDS:
         raise SelectionError(f"unknown score kind {kind!r}; choose one of {', '.join(SCORE_KINDS)}")
-    needs = {"excess": ("train_loss", "ref_loss"), "ref_loss": ("ref_loss",), "ref_entropy": ("ref_entropy",)}
-    given = {"train_loss": train_loss, "ref_loss": ref_loss, "ref_entropy": ref_entropy}
-    missing = [n for n in needs[kind] if given[n] is None]
+    needs = SCORE_INPUTS[kind]
+    given = {"train_loss": train_loss, "ref_loss": ref_loss, "ref_entropy": ref_entropy, "noise": noise}
+    missing = [n for n in needs if given[n] is None]
     if missing:
-        raise SelectionError(
-            f"score kind {kind!r} needs {' and '.join(needs[kind])}; missing {', '.join(missing)} "
-            "(run rho.scoring.score_corpus to get reference losses/entropies)"
+        hint = (
+            "(rho.selection.random_scores gives seeded noise)"
+            if kind == "random"
+            else "(run rho.scoring.score_corpus to get reference losses/entropies)"
         )
+        raise SelectionError(
+            f"score kind {kind!r} needs {' and '.join(needs)}; missing {', '.join(missing)} {hint}"
+        )
+    if kind == "random":
+        assert noise is not None
+        return noise.detach().float()
     if kind == "excess":
         assert train_loss is not None and ref_loss is not None
         if train_loss.shape != ref_loss.shape:

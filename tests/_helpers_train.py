@@ -150,7 +150,7 @@ def _rank_weights(config: Any, ctx: Any, objective_cls: Any, selector_cls: Any) 
     batches = loader.micro_batches(0)
     with torch.no_grad():
         losses = [token_loss(model(input_ids=b.input_ids).logits, b.labels) for b in batches]
-    sel = selector_cls(objective_cls.from_config(config), batches, ctx)
+    sel = selector_cls(objective_cls.from_config(config), batches, ctx, step=0, seed=config.seed)
     sel.prepare(losses)
     return [sel.weights(m, losses[m])[0] for m in range(len(batches))]
 

@@ -1,7 +1,8 @@
-"""Problem families, contamination check, noise generators and data profiles."""
+"""Problem families, contamination check, noise generators and world specs."""
 
 import random
 import re
+from pathlib import Path
 
 import pytest
 
@@ -18,8 +19,8 @@ from rho.data.miniature.problems import (
 )
 from rho.data.miniature.suites import TASKS, generate_task
 from rho.data.miniature.world import build_world
-from rho.data.profiles import PROFILES, ProfileError, get_profile
 from rho.data.provenance import LABEL_NAMES, check_spans
+from rho.data.worlds import WORLDS, WorldError, WorldSpec, get_world
 
 BOXED = {"linear_equation", "percent", "expression"}
 
@@ -113,24 +114,43 @@ def test_noise_kinds_and_page_spans():
     assert {s[2] for s in spans} == {"content"}
 
 
-def test_profiles_are_valid_and_bad_input_is_refused(tmp_path):
-    assert set(PROFILES) == {"smoke", "mini", "gpu", "paper", "paper_7b"}
-    smoke, mini, gpu = PROFILES["smoke"], PROFILES["mini"], PROFILES["gpu"]
+def test_worlds_are_valid_and_bad_input_is_refused(tmp_path):
+    assert set(WORLDS) == {"smoke", "mini", "gpu", "paper", "paper_7b"}
+    smoke, mini, gpu = WORLDS["smoke"], WORLDS["mini"], WORLDS["gpu"]
     assert smoke.owm_docs < mini.owm_docs < gpu.owm_docs and 2048 <= mini.vocab_size <= 4096
     assert gpu.general_tokens >= 10 * mini.general_tokens and gpu.n_test >= 500 and 100 <= mini.n_test <= 200
     assert mini.ppile_extra_docs >= mini.owm_docs  # ppile is about twice owm
-    paper = PROFILES["paper"]
+    paper = WORLDS["paper"]
     assert not paper.is_miniature and paper.tokenizer.startswith("TinyLlama/") and paper.block_size == 2048
     assert paper.hub_corpora["starcoderdata"].text_column == "content"
-    assert get_profile("smoke", n_test=3).n_test == 3
-    with pytest.raises(ProfileError, match="unknown data profile 'tiny'"):
-        get_profile("tiny")
-    with pytest.raises(ProfileError, match=r"unknown profile field\(s\) \['owm_doc'\]"):
-        get_profile("smoke", owm_doc=3)
-    with pytest.raises(ProfileError, match=">= 0"):
-        get_profile("smoke", n_test=-1)
-    with pytest.raises(ProfileError, match="python -m rho.data tokenize"):
+    assert get_world("smoke", n_test=3).n_test == 3
+    with pytest.raises(WorldError, match="unknown world 'tiny'"):
+        get_world("tiny")
+    with pytest.raises(WorldError, match=r"unknown world field\(s\) \['owm_doc'\]"):
+        get_world("smoke", owm_doc=3)
+    with pytest.raises(WorldError, match=">= 0"):
+        get_world("smoke", n_test=-1)
+    with pytest.raises(WorldError, match="python -m rho.data tokenize"):
         build_world(tmp_path / "w", "paper")
-    with pytest.raises(ProfileError, match="must be >= 1"):
+    with pytest.raises(WorldError, match="must be >= 1"):
         build_world(tmp_path / "w", "smoke", owm_docs=0)
     assert not (tmp_path / "w").exists()
+
+
+def test_world_block_size_is_the_block_size_its_study_profile_trains_with():
+    import yaml
+
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    for name, prof in params["profiles"].items():
+        assert WORLDS[prof["world"]].block_size == prof["block_size"], name
+
+
+def test_old_profile_names_still_import_as_deprecated_aliases():
+    import importlib
+    import sys
+
+    sys.modules.pop("rho.data.profiles", None)
+    with pytest.warns(DeprecationWarning, match="rho.data.worlds"):
+        old = importlib.import_module("rho.data.profiles")
+    assert old.DataProfile is WorldSpec and old.PROFILES is WORLDS and old.get_profile is get_world
+    assert old.ProfileError is WorldError

@@ -32,7 +32,9 @@ def world(tmp_path) -> Path:
 
 
 def _slm(tmp: Path) -> dict:
-    return base_config(tmp, objective="slm", scores=str(tmp / "scores"), ratio=0.6, max_steps=2)
+    return base_config(
+        tmp, objective="slm", scores=str(tmp / "scores"), selection={"ratio": 0.6}, max_steps=2
+    )
 
 
 def _flip(path: Path, offset: int, mask: int = 1) -> None:

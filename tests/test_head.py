@@ -123,7 +123,7 @@ def test_training_with_the_fused_loss_matches_the_logits_path(tmp_path):
     tok = make_tokenizer(tmp_path / "tok")
     shard = make_shard(tmp_path / "shard", tok)
     make_scores(tmp_path / "scores", shard)
-    common = dict(objective="slm", scores=str(tmp_path / "scores"), ratio=0.6, max_steps=3)
+    common = dict(objective="slm", scores=str(tmp_path / "scores"), selection={"ratio": 0.6}, max_steps=3)
     train(base_config(tmp_path, out_dir=str(tmp_path / "a"), **common))
     train(base_config(tmp_path, out_dir=str(tmp_path / "b"), fused_loss="off", **common))
     a, b = final_state(tmp_path / "a"), final_state(tmp_path / "b")

@@ -45,13 +45,15 @@ def test_train_config_of_a_combined_self_reference_run():
     study = Study.load(ROOT / "params.yaml", profile="smoke")
     cfg = study.train_config("self_inter")
     assert cfg.objective == "slm"
-    assert (cfg.score_kind, cfg.ratio, cfg.score_kind2, cfg.ratio2, cfg.combine_op) == (
+    sel = cfg.selection
+    assert (sel.score, sel.ratio, sel.score2, sel.ratio2, sel.op) == (
         "ref_loss",
         0.7,
         "ref_entropy",
         0.7,
         "intersection",
     )
+    assert sel == study.selection("self_inter")
     assert Path(cfg.scores).resolve() == ROOT / "scores" / "smoke" / "self_owm"
     assert Path(cfg.model).resolve() == ROOT / "runs" / "smoke" / "base" / "final"
     assert cfg.max_tokens == study.sizes["cpt_tokens"]
@@ -191,7 +193,7 @@ def test_selection_scope_carry_only_where_gradients_accumulate():
     for profile in ("smoke", "mini", "gpu", "paper"):
         study = Study.load(ROOT / "params.yaml", profile=profile)
         want = "carry" if int(study.sizes["grad_accum"]) > 1 else "global"
-        assert study.train_config("math_slm").selection_scope == want, profile
+        assert study.train_config("math_slm").selection.scope == want, profile
     paper = Study.load(ROOT / "params.yaml", profile="paper")
     combined = [r for r in paper.run_names if "score2" in paper.run_spec(r)]
-    assert combined and all(paper.train_config(r).selection_scope == "global" for r in combined)
+    assert combined and all(paper.train_config(r).selection.scope == "global" for r in combined)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rho.data.profiles import PROFILES
+from rho.data.worlds import WORLDS
 from rho.study import Study, StudyError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,10 +26,10 @@ def _batch_tokens(study: Study) -> int:
 
 def test_paper_continues_the_papers_tinyllama_at_60_percent():
     study = Study.load(ROOT / "params.yaml", profile="paper")
-    assert study.final_model("base") == TINYLLAMA and PROFILES["paper"].tokenizer == TINYLLAMA
+    assert study.final_model("base") == TINYLLAMA and WORLDS["paper"].tokenizer == TINYLLAMA
     assert study.sizes["block_size"] == 2048 and _batch_tokens(study) == 2**20  # 1M tokens per step
     slm = study.train_config("math_slm")
-    assert (slm.model, slm.ratio, slm.lr, slm.max_tokens) == (TINYLLAMA, 0.6, 8e-5, 15_000_000_000)
+    assert (slm.model, slm.selection.ratio, slm.lr, slm.max_tokens) == (TINYLLAMA, 0.6, 8e-5, 15_000_000_000)
     assert study.train_config("math_clm").objective == "clm"
     assert study.learning_rates["reference"] == 5e-5
 
@@ -46,7 +46,11 @@ def test_paper_7b_is_tables_1_mistral_rows():
     study = Study.load(ROOT / "params.yaml", profile="paper_7b")
     assert study.final_model("base") == MISTRAL and study.world_dir.resolve() == ROOT / "data" / "paper_7b"
     clm, slm = study.train_config("math_clm"), study.train_config("math_slm_70")
-    assert clm.objective == "clm" and (slm.objective, slm.ratio, slm.score_kind) == ("slm", 0.7, "excess")
+    assert clm.objective == "clm" and (slm.objective, slm.selection.ratio, slm.selection.score) == (
+        "slm",
+        0.7,
+        "excess",
+    )
     for cfg in (clm, slm):
         assert cfg.model == MISTRAL and cfg.lr == 2e-5 and cfg.max_tokens == 15_000_000_000
         assert (
@@ -57,7 +61,7 @@ def test_paper_7b_is_tables_1_mistral_rows():
     assert _batch_tokens(study) == 2**20
     assert study.learning_rates == {"base": None, "cpt": 2e-5, "reference": 1e-5}
     assert slm.scores == str(study.scores_dir("rm_owm"))  # scored by the 7B reference (Mistral on `ref`)
-    data = PROFILES["paper_7b"]
+    data = WORLDS["paper_7b"]
     assert (
         data.tokenizer == MISTRAL and data.block_size == 4096 and data.hub_shards == ("owm_val", "owm", "ref")
     )

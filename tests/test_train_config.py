@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from rho.selection import SelectionConfig
 from rho.train.config import ConfigError, TrainConfig, parse_overrides
 from rho.train.schedule import lr_at
 
@@ -13,15 +14,23 @@ BASE = dict(model="llama-smoke", train_shard="s", out_dir="o", max_steps=10)
 
 
 def test_round_trip_through_dict_and_yaml(tmp_path) -> None:
-    cfg = TrainConfig(**BASE, objective="slm", scores="sc", ratio=0.7, betas=[0.9, 0.99])
+    cfg = TrainConfig(**BASE, objective="slm", scores="sc", selection={"ratio": 0.7}, betas=[0.9, 0.99])
+    assert cfg.selection == SelectionConfig(ratio=0.7)
     assert cfg.betas == (0.9, 0.99)
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
     y = tmp_path / "c.yaml"
     y.write_text(
         "model: llama-smoke\ntrain_shard: s\nout_dir: o\nmax_steps: 10\nobjective: slm\nscores: sc\n"
     )
-    got = TrainConfig.from_yaml(y, ["ratio=0.7", "betas=[0.9, 0.99]", "grad_clip=null", "resume=false"])
-    assert got.ratio == 0.7 and got.betas == (0.9, 0.99) and got.grad_clip is None and got.resume is False
+    got = TrainConfig.from_yaml(
+        y, ["selection.ratio=0.7", "betas=[0.9, 0.99]", "grad_clip=null", "resume=false"]
+    )
+    assert (
+        got.selection.ratio == 0.7
+        and got.betas == (0.9, 0.99)
+        and got.grad_clip is None
+        and got.resume is False
+    )
     assert got.diff(cfg) == {"grad_clip": (None, 1.0)}  # resume is a run-free field
 
 
@@ -41,7 +50,7 @@ def test_parse_overrides_types() -> None:
 @pytest.mark.parametrize("ratio", [0, -0.1, 1.5, float("nan"), "0.6", True])
 def test_ratio_outside_unit_interval_is_refused(ratio) -> None:
     with pytest.raises(ConfigError, match=r"ratio must be in \(0, 1\]"):
-        TrainConfig(**BASE, ratio=ratio)
+        TrainConfig(**BASE, selection={"ratio": ratio})
 
 
 @pytest.mark.parametrize(
@@ -50,21 +59,26 @@ def test_ratio_outside_unit_interval_is_refused(ratio) -> None:
         (dict(objective="slm"), "needs reference scores"),
         (dict(objective="reweight"), "needs reference scores"),
         (dict(objective="dpo"), "objective must be one of clm, slm, reweight"),
-        (dict(score_kind="loss"), "score_kind must be one of"),
-        (dict(objective="slm", scores="s", score_kind2="ref_entropy"), "ratio2 is not"),
-        (dict(ratio2=0.5), "score_kind2 is not"),
-        (dict(score_kind2="ref_entropy", ratio2=0.5), "only applies to objective=slm"),
+        (dict(selection=dict(score="loss")), "selection: score must be one of excess, ref_loss"),
+        (dict(objective="slm", scores="s", selection=dict(score2="ref_entropy")), "ratio2 is not"),
+        (dict(selection=dict(ratio2=0.5)), "score2 is not"),
         (
-            dict(objective="slm", scores="s", score_kind2="ref_entropy", ratio2=2.0),
+            dict(objective="reweight", scores="s", selection=dict(score2="ref_entropy", ratio2=0.5)),
+            "only applies to objective=slm",
+        ),
+        (dict(objective="reweight", selection=dict(score="random")), "only applies to objective=slm"),
+        (
+            dict(objective="slm", scores="s", selection=dict(score2="ref_entropy", ratio2=2.0)),
             r"ratio2 must be in \(0, 1\]",
         ),
+        (dict(selection=dict(ratoi=0.5)), "unknown selection knob.*ratoi"),
         (dict(max_tokens=100), "exactly one of max_tokens or max_steps"),
         (dict(block_size=1), "block_size must be an integer >= 2"),
         (dict(micro_batch_size=0), "micro_batch_size"),
         (dict(min_lr=1.0, lr=0.1), "must not exceed lr"),
         (dict(warmup_fraction=1.0), "warmup_fraction"),
         (dict(betas=(0.9, 1.0)), "betas"),
-        (dict(selection_scope="rank"), "selection_scope must be one of global, micro"),
+        (dict(selection=dict(scope="rank")), "scope must be one of global, micro"),
         (dict(device="tpu"), "device must be one of"),
         (dict(model=""), "model is required"),
     ],
@@ -72,6 +86,30 @@ def test_ratio_outside_unit_interval_is_refused(ratio) -> None:
 def test_bad_fields_are_refused_with_the_fix(changes, message) -> None:
     with pytest.raises(ConfigError, match=message):
         TrainConfig(**{**BASE, **changes})
+
+
+def test_legacy_flat_selection_fields_are_read_into_selection_with_a_warning() -> None:
+    new = TrainConfig(
+        **BASE, objective="slm", scores="sc", selection=dict(ratio=0.7, score2="ref_entropy", ratio2=0.5)
+    )
+    flat = {
+        **BASE,
+        "objective": "slm",
+        "scores": "sc",
+        "ratio": 0.7,
+        "score_kind2": "ref_entropy",
+        "ratio2": 0.5,
+    }
+    with pytest.warns(DeprecationWarning, match="score_kind2 -> selection.score2"):
+        assert TrainConfig.from_dict(flat) == new
+    old_saved = {**new.to_dict(), **flat, "combine_op": "intersection", "selection_scope": "global"}
+    del old_saved["selection"]
+    assert new.diff(old_saved) == {}  # a checkpoint written before the rename resumes
+    assert new.diff({**old_saved, "selection_scope": "micro"}) == {
+        "selection": (new.selection.to_dict(), {**new.selection.to_dict(), "scope": "micro"})
+    }
+    with pytest.raises(ConfigError, match="both set"):
+        TrainConfig.from_dict({**BASE, "ratio": 0.5, "selection": {"ratio": 0.6}})
 
 
 def test_from_dict_names_unknown_and_missing_fields() -> None:
@@ -106,3 +144,18 @@ def test_lr_schedule_warmup_then_cosine_to_min() -> None:
     assert lr_at(0, lr=1.0, min_lr=0.0, warmup=0, total=1) == 1.0
     with pytest.raises(ValueError):
         lr_at(-1, **kw)
+
+
+def test_cli_overrides_set_selection_knobs_by_their_params_names() -> None:
+    from rho.train.config import merge_overrides
+
+    got = merge_overrides(
+        {**BASE, "selection": {"score": "ref_loss"}},
+        parse_overrides(["objective=slm", "scores=s", "selection.ratio=0.7", "selection.scope=micro"]),
+    )
+    cfg = TrainConfig.from_dict(got)
+    assert cfg.selection == SelectionConfig(ratio=0.7, score="ref_loss", scope="micro")
+    with pytest.warns(DeprecationWarning, match="selection.ratio"):
+        assert merge_overrides(BASE, {"ratio": 0.5})["selection"] == {"ratio": 0.5}
+    with pytest.raises(ConfigError, match="only selection.<knob> may be dotted"):
+        merge_overrides(BASE, {"lr.peak": 1.0})

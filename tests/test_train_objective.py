@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rho.loss import slm_loss, token_loss
-from rho.selection import keep_count, select_combined, topk_mask
+from rho.selection import SelectionConfig, keep_count, select_combined, topk_mask
 from rho.train.batches import Batch
 from rho.train.distributed import DistContext
 from rho.train.objective import Objective, StepSelector
@@ -35,7 +35,7 @@ def _losses(batches: list[Batch], seed: int = 1) -> list[torch.Tensor]:
 
 def test_global_scope_over_micro_batches_equals_one_topk_on_the_concatenation() -> None:
     batches, losses = _batches(3), _losses(_batches(3))
-    obj = Objective("slm", ratio=0.3, scope="global")
+    obj = Objective("slm", SelectionConfig(ratio=0.3, scope="global"))
     sel = StepSelector(obj, batches, CTX)
     assert sel.needs_scoring_pass
     sel.prepare(losses)
@@ -51,7 +51,7 @@ def test_global_scope_over_micro_batches_equals_one_topk_on_the_concatenation() 
 def test_micro_scope_selects_and_normalises_each_micro_batch() -> None:
     batches = _batches(2)
     losses = _losses(batches)
-    sel = StepSelector(Objective("slm", ratio=0.5, scope="micro"), batches, CTX)
+    sel = StepSelector(Objective("slm", SelectionConfig(ratio=0.5, scope="micro")), batches, CTX)
     assert not sel.needs_scoring_pass
     for m in range(2):
         w, denom = sel.weights(m, losses[m])
@@ -65,7 +65,7 @@ def test_accumulated_global_loss_has_the_gradient_of_one_slm_loss_on_the_whole_b
     batches = _batches(2)
     head = torch.nn.Linear(5, 50)
     feats = [torch.randn(b.labels.shape + (5,)) for b in batches]
-    obj = Objective("slm", ratio=0.4, scope="global")
+    obj = Objective("slm", SelectionConfig(ratio=0.4, scope="global"))
     sel = StepSelector(obj, batches, CTX)
     sel.prepare([token_loss(head(f), b.labels).detach() for f, b in zip(feats, batches, strict=True)])
     for m, (f, b) in enumerate(zip(feats, batches, strict=True)):
@@ -85,7 +85,7 @@ def test_accumulated_global_loss_has_the_gradient_of_one_slm_loss_on_the_whole_b
 def test_ratio_one_slm_weights_equal_clm_weights() -> None:
     batches = _batches(2)
     losses = _losses(batches)
-    slm = StepSelector(Objective("slm", ratio=1.0), batches, CTX)
+    slm = StepSelector(Objective("slm", SelectionConfig(ratio=1.0)), batches, CTX)
     clm = StepSelector(Objective("clm"), batches, CTX)
     slm.prepare(losses)
     for m in range(2):
@@ -99,11 +99,13 @@ def test_reference_only_scores_need_no_train_loss_and_combine_like_table4() -> N
     losses = _losses(batches)
     obj = Objective(
         "slm",
-        ratio=0.7,
-        score_kind="ref_loss",
-        score_kind2="ref_entropy",
-        ratio2=0.7,
-        combine_op="intersection",
+        SelectionConfig(
+            ratio=0.7,
+            score="ref_loss",
+            score2="ref_entropy",
+            ratio2=0.7,
+            op="intersection",
+        ),
     )
     sel = StepSelector(obj, batches, CTX)
     assert not obj.needs_train_loss and not sel.needs_scoring_pass
@@ -117,7 +119,7 @@ def test_reference_only_scores_need_no_train_loss_and_combine_like_table4() -> N
 def test_reweight_weights_sum_to_valid_count() -> None:
     batches = _batches(2)
     losses = _losses(batches)
-    sel = StepSelector(Objective("reweight", temperature=0.5), batches, CTX)
+    sel = StepSelector(Objective("reweight", SelectionConfig(temperature=0.5)), batches, CTX)
     sel.prepare(losses)
     ws = [sel.weights(m, losses[m]) for m in range(2)]
     total = sum(float(w.sum()) for w, _ in ws)
@@ -127,6 +129,6 @@ def test_reweight_weights_sum_to_valid_count() -> None:
 
 def test_global_excess_without_all_losses_is_refused() -> None:
     batches = _batches(2)
-    sel = StepSelector(Objective("slm", ratio=0.5), batches, CTX)
+    sel = StepSelector(Objective("slm", SelectionConfig(ratio=0.5)), batches, CTX)
     with pytest.raises(ValueError, match="train loss of every micro-batch"):
         sel.weights(0, _losses(batches)[0])

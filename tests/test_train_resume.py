@@ -39,7 +39,7 @@ def test_sigkill_then_rerun_resumes_to_bit_identical_weights(tmp_path) -> None:
         tmp_path,
         objective="slm",
         scores=str(tmp_path / "scores"),
-        ratio=0.6,
+        selection={"ratio": 0.6},
         max_steps=steps,
         warmup_steps=10,
         ckpt_every_tokens=64 * 20,

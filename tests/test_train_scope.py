@@ -6,7 +6,7 @@ import pytest
 import torch
 from test_train_objective import CTX, _batches, _losses
 
-from rho.selection import keep_count, topk_mask
+from rho.selection import SelectionConfig, keep_count, topk_mask
 from rho.train.config import ConfigError, TrainConfig
 from rho.train.objective import Objective, StepSelector, scope_agreement
 
@@ -15,9 +15,9 @@ from rho.train.objective import Objective, StepSelector, scope_agreement
 def test_one_micro_step_equals_global(scope) -> None:
     batches = _batches(1, b=4)
     losses = _losses(batches)
-    glob = StepSelector(Objective("slm", ratio=0.4, scope="global"), batches, CTX)
+    glob = StepSelector(Objective("slm", SelectionConfig(ratio=0.4, scope="global")), batches, CTX)
     glob.prepare(losses)
-    sel = StepSelector(Objective("slm", ratio=0.4, scope=scope), batches, CTX)
+    sel = StepSelector(Objective("slm", SelectionConfig(ratio=0.4, scope=scope)), batches, CTX)
     assert not sel.needs_scoring_pass
     w, denom = sel.weights(0, losses[0])
     wg, dg = glob.weights(0, losses[0])
@@ -27,7 +27,7 @@ def test_one_micro_step_equals_global(scope) -> None:
 def test_dp_ranks_each_micro_step_and_normalises_by_the_step_count() -> None:
     batches = _batches(3)
     losses = _losses(batches)
-    sel = StepSelector(Objective("slm", ratio=0.3, scope="dp"), batches, CTX)
+    sel = StepSelector(Objective("slm", SelectionConfig(ratio=0.3, scope="dp")), batches, CTX)
     assert not sel.needs_scoring_pass
     total = 0
     for m in range(3):
@@ -42,7 +42,7 @@ def test_dp_ranks_each_micro_step_and_normalises_by_the_step_count() -> None:
 def test_carry_ranks_against_every_score_seen_so_far() -> None:
     batches = _batches(2)
     losses = _losses(batches)
-    sel = StepSelector(Objective("slm", ratio=0.5, scope="carry"), batches, CTX)
+    sel = StepSelector(Objective("slm", SelectionConfig(ratio=0.5, scope="carry")), batches, CTX)
     s0 = (losses[0] - batches[0].ref_loss)[:, :-1].reshape(-1)
     s1 = (losses[1] - batches[1].ref_loss)[:, :-1].reshape(-1)
     w0, _ = sel.weights(0, losses[0])
@@ -56,7 +56,7 @@ def test_carry_ranks_against_every_score_seen_so_far() -> None:
 def test_reweight_dp_weights_sum_to_the_valid_count() -> None:
     batches = _batches(2)
     losses = _losses(batches)
-    sel = StepSelector(Objective("reweight", scope="dp", temperature=2.0), batches, CTX)
+    sel = StepSelector(Objective("reweight", SelectionConfig(scope="dp", temperature=2.0)), batches, CTX)
     w, denom = sel.weights(0, losses[0])
     assert denom == 28
     torch.testing.assert_close(w.sum(), torch.tensor(14.0))
@@ -79,9 +79,7 @@ def test_config_refuses_two_scores_with_a_streaming_scope(tmp_path) -> None:
             train_shard="s",
             out_dir=str(tmp_path),
             objective="slm",
-            selection_scope="dp",
-            score_kind2="ref_entropy",
-            ratio2=0.5,
+            selection=dict(scope="dp", score2="ref_entropy", ratio2=0.5),
         )
 
 
@@ -101,10 +99,16 @@ def test_dp_scope_trains_with_one_forward_per_micro_batch(tmp_path, monkeypatch)
         return real(self, *a)
 
     monkeypatch.setattr(loop.HeadLoss, "__call__", counting)
-    common = dict(objective="slm", scores=str(tmp_path / "scores"), ratio=0.5, max_steps=2, grad_accum=2)
-    train(base_config(tmp_path, out_dir=str(tmp_path / "g"), selection_scope="global", **common))
+    common = dict(objective="slm", scores=str(tmp_path / "scores"), max_steps=2, grad_accum=2)
+    train(
+        base_config(
+            tmp_path, out_dir=str(tmp_path / "g"), selection=dict(ratio=0.5, scope="global"), **common
+        )
+    )
     assert calls["n"] == 2 * 2 * 2  # global: a no-grad scoring forward + the training forward
     calls["n"] = 0
-    res = train(base_config(tmp_path, out_dir=str(tmp_path / "d"), selection_scope="dp", **common))
+    res = train(
+        base_config(tmp_path, out_dir=str(tmp_path / "d"), selection=dict(ratio=0.5, scope="dp"), **common)
+    )
     assert calls["n"] == 2 * 2
     assert res.last_record["selected_frac"] == pytest.approx(0.5, abs=0.02)

@@ -1,6 +1,6 @@
 """Command line: ``python -m rho.data {build,build-hub,tokenize,stats}``.
 
-python -m rho.data build --profile mini --out data/mini --seed 0
+python -m rho.data build --world mini --out data/mini --seed 0
 python -m rho.data build-hub --out data/paper [--source owm=PATH ...] [--limit owm=N ...]
 python -m rho.data tokenize --source owm --tokenizer TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T --out data/paper/shards/owm
 python -m rho.data tokenize --mix slimpajama:6,starcoderdata:3,owm:1 --total-tokens 1e9 --tokenizer ... --out ...
@@ -43,16 +43,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="build the miniature world")
-    b.add_argument("--profile", default="mini")
+    b.add_argument(
+        "--world", "--profile", dest="world", default="mini", help="world name (--profile: old name)"
+    )
     b.add_argument("--out", required=True)
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--overwrite", action="store_true", help="replace a world built with other settings")
-    b.add_argument(
-        "--set", action="append", default=[], metavar="FIELD=VALUE", help="override a profile field"
-    )
+    b.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a world field")
     h = sub.add_parser("build-hub", help="tokenize the paper's hub corpora into a world (rho.data.paper)")
     h.add_argument("--out", required=True)
-    h.add_argument("--profile", default="paper")
+    h.add_argument(
+        "--world", "--profile", dest="world", default="paper", help="hub world (--profile: old name)"
+    )
     h.add_argument("--seed", type=int, default=0)
     h.add_argument(
         "--source",
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
         manifest = build_world(
             args.out,
-            args.profile,
+            args.world,
             args.seed,
             overwrite=args.overwrite,
             **dict(_override(x) for x in args.set),
@@ -208,7 +210,7 @@ def _build_hub(args: argparse.Namespace) -> int:
 
     manifest = build_hub_data(
         args.out,
-        args.profile,
+        args.world,
         args.seed,
         sources=_pairs(args.source, "--source"),
         limits={k: _parse_limit(v) for k, v in _pairs(args.limit, "--limit").items()},

@@ -69,7 +69,6 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from rho.data.profiles import DataProfile, ProfileError, get_profile
 from rho.data.shards import TokenShard, tokenizer_fingerprint
 from rho.data.sources import (
     PAPER_CORPORA,
@@ -82,6 +81,7 @@ from rho.data.sources import (
 )
 from rho.data.tokenize import TokenizerMismatchError, tokenize_documents
 from rho.data.tokenizer import load_tokenizer
+from rho.data.worlds import WorldError, WorldSpec, get_world
 from rho.io import atomic_dir, write_json_atomic
 
 #: Shards written, in order.
@@ -124,7 +124,7 @@ class HubDataError(ValueError):
     """``build_hub_data`` was called with bad arguments (unknown corpus, bad limit, profile)."""
 
 
-def _default_specs(prof: DataProfile) -> dict[str, SourceSpec]:
+def _default_specs(prof: WorldSpec) -> dict[str, SourceSpec]:
     hub = {k: resolve_source(v) for k, v in prof.hub_corpora.items()}
     out = {}
     for key, corpus in _SOURCE_OF.items():
@@ -249,9 +249,10 @@ def hub_layout(profile: str | DataProfile = "paper") -> tuple[str, ...]:
 
 def build_hub_data(
     out_dir: str | os.PathLike,
-    profile: str | DataProfile = "paper",
+    world: str | WorldSpec = "paper",
     seed: int = 0,
     *,
+    profile: str | WorldSpec | None = None,
     sources: Mapping[str, str | os.PathLike | dict | SourceSpec] | None = None,
     limits: Mapping[str, int | Mapping[str, int] | None] | None = None,
     val_docs: int = DEFAULT_VAL_DOCS,
@@ -265,7 +266,7 @@ def build_hub_data(
 ) -> dict[str, Any]:
     """Tokenize the paper's corpora into ``out_dir`` and write its ``world.json``; return the manifest.
 
-    ``profile`` must be a hub profile (``paper``); its ``tokenizer`` (overridden by
+    ``world`` must be a hub world (``paper``, ``paper_7b``; ``profile=`` is its deprecated name); its ``tokenizer`` (overridden by
     ``tokenizer``: hub name or local folder), ``general_mix`` and ``num_proc`` (at most the CPU
     count; overridden by ``num_proc``) are used.  ``sources`` and ``limits`` are described in the module docstring;
     ``limits`` entries replace :data:`DEFAULT_LIMITS` per corpus (``None`` removes a cap).
@@ -276,7 +277,7 @@ def build_hub_data(
     built-in task); ``eval_files`` maps one to local files in its release format, read instead of
     its source (TabMWP's ``problems_test1k.json``; the other eight ship with rho).
 
-    Raises, before anything is written: :class:`HubDataError` (bad profile, corpus name, limit,
+    Raises, before anything is written: :class:`HubDataError` (bad world, corpus name, limit,
     ``val_docs``), :class:`~rho.data.sources.SourceError` and subclasses (unknown or empty source,
     missing text column, an OpenWebMath source with no more than ``val_docs`` documents),
     :class:`~rho.data.tokenizer.TokenizerError` (tokenizer does not load) and
@@ -285,20 +286,25 @@ def build_hub_data(
     be read: pass ``eval_files``).
     """
     t0 = time.time()
+    if profile is not None:
+        import warnings
+
+        warnings.warn("build_hub_data(profile=...) is now world=...", DeprecationWarning, stacklevel=2)
+        world = profile
     try:
-        prof = get_profile(profile)
-    except ProfileError as e:
+        prof = get_world(world)
+    except WorldError as e:
         raise HubDataError(str(e)) from e
     if prof.is_miniature:
         raise HubDataError(
-            f"profile {prof.name!r} is a miniature world; build it with rho.data.miniature.world.build_world "
+            f"world {prof.name!r} is a miniature world; build it with rho.data.miniature.world.build_world "
             "(`python -m rho.data build`), not build_hub_data"
         )
     if isinstance(val_docs, bool) or not isinstance(val_docs, int) or val_docs < 1:
         raise HubDataError(f"val_docs must be an int >= 1, got {val_docs!r}")
     if set(prof.general_mix) != {"slimpajama", "starcoderdata", "owm"}:
         raise HubDataError(
-            f"profile {prof.name!r} general_mix {prof.general_mix} must weigh slimpajama, starcoderdata, owm"
+            f"world {prof.name!r} general_mix {prof.general_mix} must weigh slimpajama, starcoderdata, owm"
         )
     unknown = sorted(set(sources or {}) - set(SOURCE_KEYS))
     if unknown:
@@ -309,7 +315,7 @@ def build_hub_data(
     chosen = set(prof.hub_shards or CORPORA)
     if chosen - set(CORPORA) or not {"owm_val", "owm"} <= chosen:
         raise HubDataError(
-            f"profile {prof.name!r} hub_shards {prof.hub_shards} must be among {CORPORA} and include owm_val and owm"
+            f"world {prof.name!r} hub_shards {prof.hub_shards} must be among {CORPORA} and include owm_val and owm"
         )
     wanted = tuple(c for c in CORPORA if c in chosen)
     needs = {"ppile": "ppile" in wanted, "ref": "ref" in wanted}
@@ -317,7 +323,7 @@ def build_hub_data(
     caps = _parse_limits(limits)
     tok_name = str(tokenizer) if tokenizer is not None else prof.tokenizer
     if not tok_name:
-        raise HubDataError(f"profile {prof.name!r} names no tokenizer; pass tokenizer=")
+        raise HubDataError(f"world {prof.name!r} names no tokenizer; pass tokenizer=")
     if num_proc is not None and (isinstance(num_proc, bool) or not isinstance(num_proc, int) or num_proc < 1):
         raise HubDataError(f"num_proc must be an int >= 1, got {num_proc!r}")
     nproc = num_proc if num_proc is not None else max(1, min(prof.num_proc, os.cpu_count() or 1))

@@ -8,8 +8,11 @@ Layout (relative to the repository root)::
     evals/<profile>/<run>/           evaluation results of a run (CSV + completions), DVC outputs
     results/<profile>/               tables, metrics and figures, tracked in git
 
-Runs come in three groups (``clm_runs``, ``slm_runs`` with the method defaults ``slm.*``, and
-``slm_variants`` that set every selection knob). Special runs besides these: ``base`` (the base model pretrained on the ``base``
+Runs come in four groups (``clm_runs``, ``slm_runs`` with the method defaults ``slm.*``,
+``slm_variants`` that set every selection knob, and ``random_runs``: the random-selection control,
+``score: random``, no scorer); any run may set its own ``seed`` (data order and the random
+selection; the model it continues is the same).  A run's selection knobs keep their
+``params.yaml`` names all the way down (:meth:`Study.selection` -> :class:`rho.selection.SelectionConfig`). Special runs besides these: ``base`` (the base model pretrained on the ``base``
 corpus: the Tinyllama analog; in the ``paper`` profile the hub model itself), ``base_large``
 (the larger base for weak-to-strong) and ``reference`` (the reference model: the base trained
 ``reference.epochs`` epochs on the clean ``ref`` corpus, Sec. 3.1).
@@ -30,11 +33,14 @@ from typing import Any
 
 import yaml
 
+from rho.selection import STREAMING_SCOPES, SelectionConfig, SelectionError
 from rho.study.schema import NAME_RE, SchemaError, check_params
 from rho.train.config import TrainConfig
 
 SPECIAL_RUNS = ("base", "base_large", "reference")
-RUN_GROUPS = ("clm_runs", "slm_runs", "slm_variants")
+RUN_GROUPS = ("clm_runs", "slm_runs", "slm_variants", "random_runs")
+#: Selection knobs a run entry may set (the names of :class:`rho.selection.SelectionConfig`).
+RUN_KNOBS = ("ratio", "score", "score2", "ratio2", "op")
 
 
 class StudyError(ValueError):
@@ -117,7 +123,7 @@ class Study:
             )
         seen: set[str] = set()
         for group in RUN_GROUPS:
-            for name, spec in (self.params[group] or {}).items():
+            for name, spec in (self.params.get(group) or {}).items():
                 where = f"run {name!r} ({group})"
                 if name in SPECIAL_RUNS or name in seen:
                     raise StudyError(f"{where}: the name is reserved or used twice; rename it in params.yaml")
@@ -126,6 +132,12 @@ class Study:
                     raise StudyError(f"{where}: scorer {spec['scorer']!r} is not in params.yaml `scorers`")
                 if ("score2" in spec) != ("ratio2" in spec):
                     raise StudyError(f"{where}: set `score2` and `ratio2` together (and optionally `op`)")
+                try:
+                    selection = self.selection(name)
+                except SelectionError as exc:
+                    raise StudyError(f"{where}: {exc}") from None
+                if group != "clm_runs" and selection.needs_reference() and "scorer" not in spec:
+                    raise StudyError(f"{where}: score {selection.score} needs a `scorer`")
         evaluated = ["base", "reference", *seen]
         if set(self.params["eval_runs"]) != set(evaluated):
             missing = [r for r in evaluated if r not in self.params["eval_runs"]]
@@ -228,7 +240,7 @@ class Study:
     @property
     def run_names(self) -> list[str]:
         """Every continual-pretraining run, group by group, in file order."""
-        return [n for g in RUN_GROUPS for n in (self.params[g] or {})]
+        return [n for g in RUN_GROUPS for n in (self.params.get(g) or {})]
 
     def runs_of(self, part: str) -> list[str]:
         """Runs belonging to one part of the study (``math_cpt``, ``self_reference``, ...)."""
@@ -237,17 +249,44 @@ class Study:
     def run_spec(self, run: str) -> dict[str, Any]:
         """A run's spec with ``objective`` set and the method defaults (``slm.*``) filled in."""
         for group in RUN_GROUPS:
-            if run in (self.params[group] or {}):
+            if run in (self.params.get(group) or {}):
                 spec = copy.deepcopy(self.params[group][run])
                 spec["group"] = group
                 if group == "clm_runs":
                     spec["objective"] = "clm"
+                elif group == "random_runs":
+                    spec["objective"] = "slm"
+                    spec.setdefault("score", "random")
                 else:
                     spec["objective"] = "slm"
                     spec.setdefault("ratio", self.params["slm"]["ratio"])
                     spec.setdefault("score", self.params["slm"]["score"])
                 return spec
         raise StudyError(f"unknown run {run!r}; params.yaml has {self.run_names}")
+
+    def selection(self, run: str) -> SelectionConfig:
+        """A run's selection knobs, named as in ``params.yaml`` (CLM runs: the defaults).
+
+        ``scope`` is the profile's ``selection_scope`` or else ``slm.scope``; a run with a second
+        score ranks globally (``dp`` / ``carry`` rank one score).
+        """
+        spec = self.run_spec(run)
+        scope = str(self.sizes.get("selection_scope") or self.params["slm"].get("scope", "global"))
+        knobs: dict[str, Any] = {}
+        if spec["objective"] != "clm":
+            knobs = {k: spec[k] for k in RUN_KNOBS if k in spec}
+            for k in ("ratio", "ratio2"):
+                if isinstance(knobs.get(k), int | float) and not isinstance(knobs[k], bool):
+                    knobs[k] = float(knobs[k])
+            if "score2" in knobs and scope in STREAMING_SCOPES:
+                scope = "global"
+        return SelectionConfig.from_dict(knobs, scope=scope)
+
+    def run_seed(self, run: str) -> int:
+        """A run's seed: its own ``seed`` in params.yaml, else the study's."""
+        if run in SPECIAL_RUNS:
+            return self.seed
+        return int(self.run_spec(run).get("seed", self.seed))
 
     @property
     def scorers(self) -> list[str]:
@@ -343,6 +382,7 @@ class Study:
         tokens = int(z["cpt_tokens"])
         base = spec["base"]
         kwargs: dict[str, Any] = dict(
+            common,
             model=self.final_model(base),
             train_shard=str(self.shard(spec["corpus"])),
             out_dir=str(self.run_dir(run)),
@@ -352,21 +392,9 @@ class Study:
             lr=lr,
             min_lr=min_lr,
             snapshot_every_tokens=self._snapshot_every(tokens),
-            selection_scope=str(z.get("selection_scope") or self.params["slm"].get("scope", "global")),
-            **common,
+            selection=self.selection(run),
+            seed=self.run_seed(run),
         )
-        if spec["objective"] != "clm":
-            kwargs.update(
-                scores=str(self.scores_dir(spec["scorer"])),
-                ratio=float(spec["ratio"]),
-                score_kind=str(spec["score"]),
-            )
-            if "score2" in spec:
-                kwargs.update(
-                    score_kind2=str(spec["score2"]),
-                    ratio2=float(spec["ratio2"]),
-                    combine_op=str(spec.get("op", "intersection")),
-                )
-                if kwargs["selection_scope"] in ("dp", "carry"):  # two-score selections rank globally
-                    kwargs["selection_scope"] = "global"
+        if spec["objective"] != "clm" and "scorer" in spec:
+            kwargs["scores"] = str(self.scores_dir(spec["scorer"]))
         return TrainConfig(**kwargs)

@@ -17,13 +17,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rho.train.config import SCOPES
+from rho.selection import COMBINE_OPS, SCOPES, SCORE_KINDS, SelectionError, check_knob
 
 #: Names that become path components (profiles, runs, scorers, notebook parts): no separators, no dots.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 CORPORA = ("owm", "general", "ppile")
-SCORES = ("excess", "ref_loss", "ref_entropy")
+#: Deprecated alias of :data:`rho.selection.SCORE_KINDS` (the one list of score kinds).
+SCORES = SCORE_KINDS
 
 
 class SchemaError(ValueError):
@@ -32,7 +33,11 @@ class SchemaError(ValueError):
 
 @dataclass(frozen=True)
 class Value:
-    """A leaf: ``kind`` is ``int``, ``float``, ``str`` or ``choice``; optional bounds and ``null``."""
+    """A leaf: ``kind`` is ``int``, ``float``, ``str``, ``choice`` or ``knob``; optional bounds and ``null``.
+
+    ``knob`` values are selection knobs, checked by :func:`rho.selection.check_knob` (their one
+    validator) under the knob name ``knob``.
+    """
 
     kind: str
     low: float | None = None  # inclusive unless low_open
@@ -42,10 +47,14 @@ class Value:
     choices: tuple[str, ...] = ()
     nullable: bool = False
     pattern: re.Pattern[str] | None = None
+    knob: str | None = None
 
     def describe(self) -> str:
         """What a valid value looks like, in words."""
-        if self.kind == "choice":
+        if self.kind == "knob":
+            assert self.knob is not None
+            text = _KNOB_TEXT[self.knob]
+        elif self.kind == "choice":
             text = "one of " + ", ".join(self.choices)
         elif self.kind == "str":
             text = "a name (letters, digits, _ or -)" if self.pattern else "a string"
@@ -64,7 +73,13 @@ class Value:
                 return
             raise SchemaError(f"params.yaml: `{path}` must be {self.describe()}, got null")
         ok = True
-        if self.kind in ("str", "choice"):
+        if self.kind == "knob":
+            assert self.knob is not None
+            try:
+                check_knob(self.knob, value)
+            except SelectionError:
+                ok = False
+        elif self.kind in ("str", "choice"):
             ok = isinstance(value, str) and (self.kind == "str" or value in self.choices)
             ok = ok and (self.pattern is None or bool(self.pattern.match(value)))
         else:
@@ -120,16 +135,34 @@ def _frac(**kw: Any) -> Value:
     return Value("float", low=0.0, high=1.0, low_open=True, **kw)
 
 
+_KNOB_TEXT = {
+    "ratio": "a number > 0 and <= 1",
+    "ratio2": "a number > 0 and <= 1",
+    "score": "one of " + ", ".join(SCORE_KINDS),
+    "score2": "one of " + ", ".join(SCORE_KINDS),
+    "op": "one of " + ", ".join(COMBINE_OPS),
+    "scope": "one of " + ", ".join(SCOPES),
+    "temperature": "a number > 0",
+}
+
+
+def _knob(name: str) -> Value:
+    return Value("knob", knob=name)
+
+
 NAME = Value("str", pattern=NAME_RE)
 _RUN = {
     "part": NAME,
     "corpus": Value("choice", choices=CORPORA),
     "base": Value("choice", choices=("base", "base_large")),
 }
+#: Optional in every run group: the run's own seed (data order, random selection).
+_RUN_OPTIONAL = {"seed": _int(0)}
 _VARIANT_OPTIONAL = {
-    "score2": Value("choice", choices=SCORES),
-    "ratio2": _frac(),
-    "op": Value("choice", choices=("intersection", "union")),
+    **_RUN_OPTIONAL,
+    "score2": _knob("score2"),
+    "ratio2": _knob("ratio2"),
+    "op": _knob("op"),
 }
 _PROFILE = Section(
     required={
@@ -160,7 +193,7 @@ _PROFILE = Section(
         "launcher": Value("str"),
         "parallel": Value("choice", choices=("ddp", "fsdp")),
         "num_threads": _int(1, nullable=True),
-        "selection_scope": Value("choice", choices=SCOPES),
+        "selection_scope": _knob("scope"),
     },
 )
 
@@ -169,8 +202,8 @@ PARAMS = Section(
     required={
         "profile": NAME,
         "slm": Section(
-            required={"ratio": _frac(), "score": Value("choice", choices=SCORES)},
-            optional={"scope": Value("choice", choices=SCOPES)},
+            required={"ratio": _knob("ratio"), "score": _knob("score")},
+            optional={"scope": _knob("scope")},
         ),
         "cpt": Section(
             required={
@@ -181,11 +214,11 @@ PARAMS = Section(
             }
         ),
         "reference": Section(required={"epochs": _int(1)}),
-        "clm_runs": Table(Section(required=_RUN)),
-        "slm_runs": Table(Section(required={**_RUN, "scorer": NAME})),
+        "clm_runs": Table(Section(required=_RUN, optional=_RUN_OPTIONAL)),
+        "slm_runs": Table(Section(required={**_RUN, "scorer": NAME}, optional=_RUN_OPTIONAL)),
         "slm_variants": Table(
             Section(
-                required={**_RUN, "scorer": NAME, "score": Value("choice", choices=SCORES), "ratio": _frac()},
+                required={**_RUN, "scorer": NAME, "score": _knob("score"), "ratio": _knob("ratio")},
                 optional=_VARIANT_OPTIONAL,
             )
         ),
@@ -193,7 +226,16 @@ PARAMS = Section(
         "eval_runs": Names(),
         "profiles": Table(_PROFILE, allow_empty=False),
     },
-    optional={"seed": _int(0)},
+    optional={
+        "seed": _int(0),
+        # the random-selection control: no scorer (dvc.yaml's train_random stage loops over them)
+        "random_runs": Table(
+            Section(
+                required={**_RUN, "ratio": _knob("ratio")},
+                optional={**_RUN_OPTIONAL, "score": Value("choice", choices=("random",))},
+            )
+        ),
+    },
 )
 
 

@@ -24,7 +24,8 @@ from rho.study.config import Study, StudyError
 #: Config fields that do not change a run's result.
 _FREE = ("progress", "log_every", "num_threads", "resume", "device", "dist_backend")
 
-#: Parts whose CLM and main SLM runs are evaluated at every snapshot (Figure 1 / Figure 7 curves).
+#: Parts whose CLM and main SLM runs (``clm_runs``, ``slm_runs``; not variants or random runs) are
+#: evaluated at every snapshot (Figure 1 / Figure 7 curves).
 CURVE_PARTS = ("math_cpt",)
 
 
@@ -32,14 +33,14 @@ def build_data(study: Study, *, progress: bool = True) -> dict[str, Any]:
     """Build the profile's data into ``data/<profile>/``: the miniature world (replacing an old one),
     or, for hub profiles (``paper``), the real corpora tokenized by ``rho.data.paper.build_hub_data``."""
     from rho.data import build_world
-    from rho.data.profiles import get_profile
+    from rho.data.worlds import get_world
 
     world = study.sizes["world"]
-    if not get_profile(world).is_miniature:
+    if not get_world(world).is_miniature:
         from rho.data.paper import build_hub_data
 
-        return build_hub_data(study.world_dir, profile=world, seed=study.seed, progress=progress)
-    return build_world(study.world_dir, profile=world, seed=study.seed, overwrite=True, progress=progress)
+        return build_hub_data(study.world_dir, world, seed=study.seed, progress=progress)
+    return build_world(study.world_dir, world, seed=study.seed, overwrite=True, progress=progress)
 
 
 def train_run(study: Study, run: str) -> Path:
@@ -144,7 +145,7 @@ def _math_tasks(study: Study) -> list[str]:
     return [t["name"] for t in json.loads(index.read_text())]
 
 
-def _snapshots(run_dir: Path) -> list[tuple[int, Path]]:
+def _snapshot_dirs(run_dir: Path) -> list[tuple[int, Path]]:
     snaps = []
     for p in (run_dir / "snapshots").glob("tokens_*"):
         snaps.append((int(p.name.split("_", 1)[1]), p))
@@ -181,7 +182,7 @@ def evaluate_run(study: Study, run: str, *, batch_size: int | None = None) -> Pa
         final = evaluate_model(study.final_model(run), tasks, out_dir=tmp / "final", **eval_kw)
         final.insert(0, "run", run)
         final.to_csv(tmp / "results.csv", index=False)
-        cps = checkpoints(study, run)
+        cps = snapshots(study, run)
         rows = []
         generate = _generate_tasks(study, tasks)
         for tok, path in cps if generate else []:  # no model loaded when there is nothing to score
@@ -199,7 +200,7 @@ def evaluate_run(study: Study, run: str, *, batch_size: int | None = None) -> Pa
                 rows.append({"run": run, "tokens": tok, "task": t, "downstream_loss": val})
         columns = ["run", "tokens", "task", "downstream_loss"]  # the header even with no rows
         pd.DataFrame(rows, columns=columns).to_csv(tmp / "downstream.csv", index=False)
-        if spec.get("part") in CURVE_PARTS and spec.get("group") != "slm_variants":
+        if spec.get("part") in CURVE_PARTS and spec.get("group") in ("clm_runs", "slm_runs"):
             end = cps[-1][0]
             curve = []
             for tok, path in cps:
@@ -230,16 +231,28 @@ def _load(path: str | Path) -> tuple[Any, Any]:
     return AutoModelForCausalLM.from_pretrained(str(path)).eval(), AutoTokenizer.from_pretrained(str(path))
 
 
-def checkpoints(study: Study, run: str) -> list[tuple[int, Path]]:
-    """``(tokens, folder)`` of a run's snapshots and its final model (runs without snapshots: final)."""
+def snapshots(study: Study, run: str) -> list[tuple[int, Path]]:
+    """``(tokens, folder)`` of a run's model snapshots and its final model (runs without snapshots: final).
+
+    Snapshots are Hugging Face model folders (``snapshots/tokens_<N>/``, ``profiles.*.snapshots``
+    per run); they are not the resumable training checkpoints (``ckpt/``, ``profiles.*.checkpoints``).
+    """
     run_dir = study.run_dir(run)
     if (run_dir / "released.json").is_file():
         return [(0, Path(study.final_model(run)))]
-    snaps = _snapshots(run_dir)
+    snaps = _snapshot_dirs(run_dir)
     final_tokens = _tokens_seen(run_dir)
     if not snaps or snaps[-1][0] != final_tokens:
         snaps.append((final_tokens, run_dir / "final"))
     return snaps
+
+
+def checkpoints(study: Study, run: str) -> list[tuple[int, Path]]:
+    """Deprecated name of :func:`snapshots` (it returns model snapshots, not resumable checkpoints)."""
+    import warnings
+
+    warnings.warn("rho.study.stages.checkpoints is now snapshots()", DeprecationWarning, stacklevel=2)
+    return snapshots(study, run)
 
 
 def _generate_tasks(study: Study, tasks: list[str]) -> list[str]:

@@ -4,10 +4,10 @@ Public entry points::
 
     from rho.train import TrainConfig, train
     result = train(TrainConfig(model="llama-mini", tokenizer="data/tok", train_shard="data/train",
-                               scores="data/scores", objective="slm", ratio=0.6, max_tokens=10**6,
-                               out_dir="runs/slm"))
+                               scores="data/scores", objective="slm", selection={"ratio": 0.6},
+                               max_tokens=10**6, out_dir="runs/slm"))
 
-    python -m rho.train --config run.yaml key=value ...            # one process
+    python -m rho.train --config run.yaml key=value ...            # one process (selection.ratio=0.7)
     torchrun --nproc_per_node 2 -m rho.train --config run.yaml     # data-parallel (DDP / FSDP)
 
 Modules: :mod:`~rho.train.config` (the validated config), :mod:`~rho.train.batches` (block order,

@@ -2,11 +2,17 @@
 
 A config comes from keyword arguments, a dict, a YAML file, or the command line::
 
-    python -m rho.train --config run.yaml objective=slm ratio=0.6 out_dir=runs/slm
+    python -m rho.train --config run.yaml objective=slm selection.ratio=0.6 out_dir=runs/slm
 
 ``key=value`` overrides are parsed as YAML scalars (``0.6`` is a float, ``null`` is None,
-``[0.9, 0.95]`` a list).  Unknown keys and bad values raise :class:`ConfigError` naming the
-field and what it accepts, before anything is loaded or written.
+``[0.9, 0.95]`` a list); ``selection.<knob>=value`` sets one knob of the nested
+:class:`rho.selection.SelectionConfig` (``ratio``, ``score``, ``score2``, ``ratio2``, ``op``,
+``scope``, ``temperature``: the names of ``params.yaml``).  Unknown keys and bad values raise
+:class:`ConfigError` naming the field and what it accepts, before anything is loaded or written.
+
+The flat names of earlier versions (``ratio``, ``score_kind``, ``score_kind2``, ``ratio2``,
+``combine_op``, ``selection_scope``, ``reweight_temperature``) are still read from dicts, YAML
+files and checkpoints (:data:`LEGACY_SELECTION_KEYS`), with a ``DeprecationWarning``.
 """
 
 from __future__ import annotations
@@ -14,16 +20,40 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from rho.selection import COMBINE_OPS, SCOPES, SCORE_KINDS, SelectionConfig, SelectionError
+
+__all__ = [
+    "COMBINE_OPS",
+    "LEGACY_SELECTION_KEYS",
+    "OBJECTIVES",
+    "SCOPES",
+    "SCORE_KINDS",
+    "ConfigError",
+    "TrainConfig",
+    "merge_overrides",
+    "normalize",
+    "parse_overrides",
+]
+
 OBJECTIVES = ("clm", "slm", "reweight")
-SCORE_KINDS = ("excess", "ref_loss", "ref_entropy")
-COMBINE_OPS = ("intersection", "union")
-SCOPES = ("global", "micro", "dp", "carry")
+#: Flat selection fields of earlier versions -> their knob in ``selection`` (read with a warning).
+LEGACY_SELECTION_KEYS = {
+    "ratio": "ratio",
+    "score_kind": "score",
+    "score_kind2": "score2",
+    "ratio2": "ratio2",
+    "combine_op": "op",
+    "selection_scope": "scope",
+    "reweight_temperature": "temperature",
+}
 FUSED_LOSS_MODES = ("auto", "off")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16")
@@ -52,8 +82,11 @@ class TrainConfig:
 
     Batch geometry: an optimizer step consumes ``micro_batch_size * grad_accum * world_size``
     blocks of ``block_size`` tokens (the *optimizer batch*; 1M tokens in the paper).
-    Length: exactly one of ``max_tokens`` / ``max_steps``.  ``extra`` is free-form metadata kept with
-    the run (e.g. the study profile); like every other field, changing it forbids resuming.
+    Length: exactly one of ``max_tokens`` / ``max_steps``.  ``selection`` holds the selection knobs
+    (:class:`rho.selection.SelectionConfig`; a mapping is converted); ``seed`` fixes the data order,
+    the initialisation of a preset model and the ``random`` selection.  ``extra`` is free-form
+    metadata kept with the run (e.g. the study profile); like every other field, changing it
+    forbids resuming.
     """
 
     # what to train, on what
@@ -65,13 +98,7 @@ class TrainConfig:
     scores: str | None = None
     # objective and selection
     objective: str = "clm"
-    ratio: float = 0.6
-    score_kind: str = "excess"
-    score_kind2: str | None = None
-    ratio2: float | None = None
-    combine_op: str = "intersection"
-    selection_scope: str = "global"
-    reweight_temperature: float = 1.0
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
     # batch geometry
     block_size: int = 256
     micro_batch_size: int = 8
@@ -106,6 +133,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)  # type: ignore[assignment]
+        if not isinstance(self.selection, SelectionConfig):
+            try:
+                self.selection = SelectionConfig.from_dict(self.selection)
+            except SelectionError as e:
+                raise ConfigError(f"selection: {e}") from None
         self.validate()
 
     # ------------------------------------------------------------------ validation
@@ -116,38 +148,22 @@ class TrainConfig:
             if not isinstance(v, str | os.PathLike) or not str(v):
                 raise ConfigError(f"{name} is required (a non-empty path or name), got {v!r}")
         _choice("objective", self.objective, OBJECTIVES)
-        _choice("score_kind", self.score_kind, SCORE_KINDS)
-        _choice("combine_op", self.combine_op, COMBINE_OPS)
-        _choice("selection_scope", self.selection_scope, SCOPES)
-        if self.selection_scope in ("dp", "carry") and self.score_kind2 is not None:
+        try:
+            self.selection.validate()
+            self.selection.check_objective(self.objective)
+        except SelectionError as e:
+            raise ConfigError(f"selection: {e}") from None
+        if self.selection.needs_reference(self.objective) and not self.scores:
             raise ConfigError(
-                f"selection_scope={self.selection_scope} ranks one score; with score_kind2 use global or micro"
+                f"objective={self.objective} with score {'/'.join(self.selection.scores)} needs reference "
+                "scores: set scores to a directory written by rho.scoring.score_corpus for this shard "
+                "(score random needs none)"
             )
         _choice("fused_loss", self.fused_loss, FUSED_LOSS_MODES)
         _choice("device", self.device, DEVICES)
         _choice("dtype", self.dtype, DTYPES)
         _choice("dist_backend", self.dist_backend, BACKENDS)
         _choice("parallel", self.parallel, PARALLEL)
-        _fraction("ratio", self.ratio)
-        if self.score_kind2 is not None:
-            _choice("score_kind2", self.score_kind2, SCORE_KINDS)
-            if self.ratio2 is None:
-                raise ConfigError(
-                    "score_kind2 is set but ratio2 is not: give the second score's ratio in (0, 1]"
-                )
-            _fraction("ratio2", self.ratio2)
-            if self.objective != "slm":
-                raise ConfigError("score_kind2 (combined selection, Table 4) only applies to objective=slm")
-        elif self.ratio2 is not None:
-            raise ConfigError(
-                "ratio2 is set but score_kind2 is not: name the second score (e.g. ref_entropy)"
-            )
-        if self.objective in ("slm", "reweight") and not self.scores:
-            raise ConfigError(
-                f"objective={self.objective} needs reference scores: set scores to a directory written by "
-                "rho.scoring.score_corpus for this shard"
-            )
-        _positive_number("reweight_temperature", self.reweight_temperature)
         _int("block_size", self.block_size, minimum=2)
         _int("micro_batch_size", self.micro_batch_size, minimum=1)
         _int("grad_accum", self.grad_accum, minimum=1)
@@ -204,7 +220,7 @@ class TrainConfig:
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON dict of every field (tuples become lists)."""
+        """Plain-JSON dict of every field (tuples become lists, ``selection`` a nested dict)."""
         d = dataclasses.asdict(self)
         d["betas"] = list(self.betas)
         return d
@@ -214,6 +230,7 @@ class TrainConfig:
         """Build from a mapping; unknown keys raise :class:`ConfigError` listing the valid ones."""
         if not isinstance(d, dict):
             raise ConfigError(f"a config must be a mapping of field -> value, got {type(d).__name__}")
+        d = normalize(d, warn=True)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
@@ -234,7 +251,7 @@ class TrainConfig:
         data = yaml.safe_load(p.read_text()) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{p} must hold a YAML mapping of field: value")
-        data.update(parse_overrides(overrides or []))
+        data = merge_overrides(data, parse_overrides(overrides or []))
         return cls.from_dict(data)
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -244,7 +261,9 @@ class TrainConfig:
     def diff(self, other: TrainConfig | dict[str, Any], ignore: tuple[str, ...] = RESUME_FREE_FIELDS) -> dict:
         """Fields whose values differ from ``other``: ``{name: (self_value, other_value)}``."""
         a = self.to_dict()
-        b = other.to_dict() if isinstance(other, TrainConfig) else dict(other)
+        b = other.to_dict() if isinstance(other, TrainConfig) else normalize(dict(other), warn=False)
+        if isinstance(b.get("selection"), Mapping):  # a saved config may omit knobs at their defaults
+            b["selection"] = {**SelectionConfig().to_dict(), **b["selection"]}
         return {
             k: (a.get(k), b.get(k))
             for k in sorted(set(a) | set(b))
@@ -266,21 +285,64 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def normalize(d: dict[str, Any], *, warn: bool = True) -> dict[str, Any]:
+    """``d`` with the legacy flat selection fields moved into ``selection`` (see the module docstring).
+
+    A flat field and the same knob in ``selection`` at once is an error (which one holds?).
+    """
+    legacy = [k for k in d if k in LEGACY_SELECTION_KEYS]
+    if not legacy:
+        return d
+    out = {k: v for k, v in d.items() if k not in LEGACY_SELECTION_KEYS}
+    sel = out.get("selection")
+    sel = dict(sel.to_dict() if isinstance(sel, SelectionConfig) else (sel or {}))
+    for key in legacy:
+        knob = LEGACY_SELECTION_KEYS[key]
+        if knob in sel and "selection" in d:
+            raise ConfigError(f"{key} and selection.{knob} are both set; keep selection.{knob}")
+        sel[knob] = d[key]
+    if warn:
+        names = ", ".join(f"{k} -> selection.{LEGACY_SELECTION_KEYS[k]}" for k in legacy)
+        warnings.warn(f"deprecated TrainConfig field(s): {names}", DeprecationWarning, stacklevel=3)
+    out["selection"] = sel
+    return out
+
+
+def merge_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with ``key=value`` overrides applied; ``selection.<knob>`` sets one nested knob."""
+    out = normalize(dict(data), warn=True)
+    sel = out.get("selection")
+    sel = dict(sel.to_dict() if isinstance(sel, SelectionConfig) else (sel or {}))
+    for key, value in overrides.items():
+        head, dot, knob = key.partition(".")
+        if dot:
+            if head != "selection" or not knob:
+                raise ConfigError(
+                    f"override {key!r}: only selection.<knob> may be dotted (e.g. selection.ratio)"
+                )
+            sel[knob] = value
+        elif key in LEGACY_SELECTION_KEYS:
+            knob = LEGACY_SELECTION_KEYS[key]
+            warnings.warn(
+                f"deprecated override {key}=: use selection.{knob}=", DeprecationWarning, stacklevel=2
+            )
+            sel[knob] = value
+        elif key == "selection":
+            if not isinstance(value, Mapping):
+                raise ConfigError(
+                    f"override selection= must be a mapping (e.g. selection={{ratio: 0.7}}), got {value!r}"
+                )
+            sel.update(value)
+        else:
+            out[key] = value
+    if sel:
+        out["selection"] = sel
+    return out
+
+
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
-
-
-def _fraction(name: str, value: Any) -> None:
-    if (
-        not isinstance(value, int | float)
-        or isinstance(value, bool)
-        or not (0 < value <= 1)
-        or math.isnan(value)
-    ):
-        raise ConfigError(
-            f"{name} must be in (0, 1] (the fraction of tokens to keep, e.g. 0.6), got {value!r}"
-        )
 
 
 def _number(name: str, value: Any, minimum: float) -> None:

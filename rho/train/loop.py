@@ -11,7 +11,7 @@ Read it top to bottom, like nanoGPT's ``train.py``:
 3. **Steps** — each optimizer step takes its global batch of blocks (see
    :mod:`rho.train.batches`), decides every token's weight (:mod:`rho.train.objective`: all
    tokens for CLM, the top-``ratio`` tokens by excess loss for SLM, soft weights for
-   reweighting; over the whole optimizer batch for ``selection_scope=global``), accumulates
+   reweighting; over the whole optimizer batch for ``selection.scope=global``), accumulates
    ``sum(w * loss) / N`` over micro-batches, clips, and takes an AdamW step with a warmup + cosine
    learning rate.  A NaN/inf loss or gradient stops the run before the update.
 4. **Outputs** — ``log.jsonl`` per step, ``ckpt/`` every ``ckpt_every_tokens``,
@@ -203,7 +203,8 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> TrainResult:
         cfg.fused_loss,
         chunk_size=cfg.chunk_size,
         sharded=ctx.parallel == "fsdp" and ctx.is_distributed,
-        uniform_grad=objective.kind == "clm" or (objective.kind == "slm" and objective.ratio >= 1.0),
+        uniform_grad=objective.objective == "clm"
+        or (objective.objective == "slm" and objective.selection.ratio >= 1.0),
     )
 
     def per_token_loss(batch: Batch) -> torch.Tensor:
@@ -222,7 +223,7 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> TrainResult:
 
         # Which tokens count, and with what weight.  A global top-k over several micro-batches
         # needs all their excess losses before the first backward: one no-grad forward each.
-        selector = StepSelector(objective, batches, ctx)
+        selector = StepSelector(objective, batches, ctx, step=step, seed=cfg.seed)
         if selector.needs_scoring_pass:
             with torch.no_grad():
                 selector.prepare([per_token_loss(b) for b in batches])
@@ -310,14 +311,12 @@ def load_reference_scores(
 ) -> ReferenceScores | None:
     """The run's reference scores, checked against the shard, block size and model vocabulary.
 
-    None when the objective reads no scores (CLM).
+    None when the objective reads no scores (CLM, or the ``random`` score alone).
     """
-    if cfg.objective == "clm":
+    if not cfg.selection.needs_reference(cfg.objective):
         return None
-    kinds = (cfg.score_kind, cfg.score_kind2)
-    return load_scores(
-        cfg.scores, shard, block_size=cfg.block_size, model=model, need_entropy="ref_entropy" in kinds
-    )
+    need_entropy = "ref_entropy" in cfg.selection.inputs(cfg.objective)
+    return load_scores(cfg.scores, shard, block_size=cfg.block_size, model=model, need_entropy=need_entropy)
 
 
 def load_tokenizer(cfg: TrainConfig, shard: TokenShard) -> Any:

@@ -7,8 +7,11 @@ Every objective is a weighted token sum over the *optimizer batch*
 
 - ``clm``: ``w_i = 1`` on every token with a label (eq. 2).
 - ``slm``: ``w_i = 1`` on the selected tokens, 0 elsewhere (eq. 4); ``N`` is the number selected.
-  Tokens are ranked by ``rho.selection.score(score_kind, ...)``; with ``score_kind2`` two
-  selections are made (each at its own ratio) and intersected or united (Table 4).
+  Tokens are ranked by ``rho.selection.score(selection.score, ...)``; with ``selection.score2``
+  two selections are made (each at its own ratio) and intersected or united (``selection.op``,
+  Table 4).  ``score: random`` ranks by seeded noise (:func:`rho.selection.random_scores` of the
+  run's ``seed`` and the optimizer step, over the whole optimizer batch): the same count as top-k,
+  chosen uniformly at random, with no reference scores.
 - ``reweight``: ``w_i = n_valid * softmax(score_i / T)`` over valid tokens (soft SLM).
 
 A token is *valid* (may be selected) when it has a label and finite values for every reference
@@ -36,7 +39,7 @@ micro-step ``m`` keeps ``keep_count(n_valid_m, ratio)`` tokens.  It equals ``glo
 the top-``ratio`` threshold of every score seen so far in the step (micro-steps ``0..m``), so later
 micro-steps are ranked against a growing share of the optimizer batch.  The loss is normalised by
 the same up-front count as ``dp`` (the expected number selected; the realised count differs by a
-few tokens).  Neither ``dp`` nor ``carry`` supports two-score selections (``score_kind2``).
+few tokens).  Neither ``dp`` nor ``carry`` supports two-score selections (``score2``).
 
 ``micro``: each micro-batch of each rank selects and normalises on its own
 (``N_m`` = its own count), and the step's loss is the mean over micro-batches and ranks — the
@@ -55,93 +58,109 @@ from dataclasses import dataclass
 
 import torch
 
-from rho.selection import keep_count, score, select_combined, softmax_weights, topk_mask, valid_mask
+from rho.selection import (
+    SCORE_INPUTS,
+    STREAMING_SCOPES,
+    SelectionConfig,
+    keep_count,
+    random_scores,
+    score,
+    select_combined,
+    softmax_weights,
+    topk_mask,
+    valid_mask,
+)
 from rho.train.batches import Batch
 from rho.train.config import TrainConfig
 from rho.train.distributed import DistContext, all_gather_cat, all_reduce_sum
 
-#: Scopes that select as the micro-steps come, without a no-grad scoring pass.
-STREAMING_SCOPES = ("dp", "carry")
+__all__ = ["STREAMING_SCOPES", "Objective", "StepSelector", "scope_agreement"]
 
-#: Reference arrays (Batch field names) each score kind reads.
-_REFS = {"excess": ("ref_loss",), "ref_loss": ("ref_loss",), "ref_entropy": ("ref_entropy",)}
+#: Reference arrays (Batch field names) a score kind reads.
+_REFS = ("ref_loss", "ref_entropy")
 
 
 @dataclass(frozen=True)
 class Objective:
-    """The token-weighting rule of a run (see the module docstring)."""
+    """The token-weighting rule of a run: ``objective`` (clm | slm | reweight) and its ``selection``."""
 
-    kind: str = "clm"
-    ratio: float = 1.0
-    score_kind: str = "excess"
-    score_kind2: str | None = None
-    ratio2: float | None = None
-    combine_op: str = "intersection"
-    scope: str = "global"
-    temperature: float = 1.0
+    objective: str = "clm"
+    selection: SelectionConfig = SelectionConfig()
+
+    def __post_init__(self) -> None:
+        self.selection.check_objective(self.objective)
 
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> Objective:
         """The objective a :class:`~rho.train.config.TrainConfig` describes."""
-        return cls(
-            kind=cfg.objective,
-            ratio=cfg.ratio,
-            score_kind=cfg.score_kind,
-            score_kind2=cfg.score_kind2,
-            ratio2=cfg.ratio2,
-            combine_op=cfg.combine_op,
-            scope=cfg.selection_scope,
-            temperature=cfg.reweight_temperature,
-        )
+        return cls(objective=cfg.objective, selection=cfg.selection)
 
     @property
     def score_kinds(self) -> tuple[str, ...]:
         """Score kinds this objective ranks by (none for CLM)."""
-        if self.kind == "clm":
-            return ()
-        return (self.score_kind,) if self.score_kind2 is None else (self.score_kind, self.score_kind2)
+        return () if self.objective == "clm" else self.selection.scores
 
     @property
     def needs_train_loss(self) -> bool:
         """Whether the ranking reads the current model's loss (the excess score)."""
-        return "excess" in self.score_kinds
+        return "train_loss" in self.selection.inputs(self.objective)
+
+    @property
+    def needs_noise(self) -> bool:
+        """Whether the ranking reads seeded noise (the ``random`` score)."""
+        return "noise" in self.selection.inputs(self.objective)
 
     def needs_scoring_pass(self, grad_accum: int) -> bool:
         """Whether a no-grad forward over the step's micro-batches must precede the backward passes."""
-        return self.kind != "clm" and self.scope == "global" and self.needs_train_loss and grad_accum > 1
+        return self.selection.scope == "global" and self.needs_train_loss and grad_accum > 1
 
     def valid(self, batch: Batch) -> torch.Tensor:
         """Tokens that may carry weight: labelled, with finite values of every reference used."""
         refs = []
-        for kind in self.score_kinds:
-            for name in _REFS[kind]:
+        needed = self.selection.inputs(self.objective)
+        for name in _REFS:
+            if name in needed:
                 t = getattr(batch, name)
                 if t is None:
+                    kind = next(k for k in self.score_kinds if name in SCORE_INPUTS[k])
                     raise ValueError(
                         f"score kind {kind!r} needs {name} in the batch: give the run reference scores"
                     )
                 refs.append(t)
         return valid_mask(batch.labels, *refs)
 
-    def scores(self, batch: Batch, train_loss: torch.Tensor | None) -> list[torch.Tensor]:
-        """One float32 score tensor per score kind, NaN on invalid tokens (never selected)."""
+    def scores(
+        self, batch: Batch, train_loss: torch.Tensor | None, noise: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
+        """One float32 score tensor per score kind, NaN on invalid tokens (never selected).
+
+        ``noise``: the micro-batch's seeded values (:func:`rho.selection.random_scores`), read by
+        the ``random`` score only.
+        """
         valid = self.valid(batch)
         out = []
         for kind in self.score_kinds:
-            s = score(kind, train_loss=train_loss, ref_loss=batch.ref_loss, ref_entropy=batch.ref_entropy)
+            s = score(
+                kind,
+                train_loss=train_loss,
+                ref_loss=batch.ref_loss,
+                ref_entropy=batch.ref_entropy,
+                noise=None if noise is None else noise.to(valid.device).view(valid.shape),
+            )
             out.append(torch.where(valid, s, torch.full_like(s, float("nan"))))
         return out
 
     def weights(self, scores: list[torch.Tensor], valid: torch.Tensor) -> torch.Tensor:
         """Token weights for one selection unit (any shape) from its scores (NaN = invalid)."""
-        if self.kind == "clm":
+        sel = self.selection
+        if self.objective == "clm":
             return valid.float()
-        if self.kind == "reweight":
-            return softmax_weights(scores[0], torch.isfinite(scores[0]), self.temperature)
-        if self.score_kind2 is None:
-            return topk_mask(scores[0], self.ratio, torch.isfinite(scores[0])).float()
-        assert self.ratio2 is not None
-        mask, _ = select_combined(scores[0], self.ratio, scores[1], self.ratio2, self.combine_op)
+        if self.objective == "reweight":
+            return softmax_weights(scores[0], torch.isfinite(scores[0]), sel.temperature)
+        if sel.score2 is None:
+            return topk_mask(scores[0], sel.ratio, torch.isfinite(scores[0])).float()
+        assert sel.ratio2 is not None
+        mask, _ = select_combined(scores[0], sel.ratio, scores[1], sel.ratio2, sel.op)
         return mask.float()
 
 
@@ -153,24 +172,39 @@ class StepSelector:
     ``grad_accum > 1``, call :meth:`prepare` first with the no-grad losses of all micro-batches.
     """
 
-    def __init__(self, objective: Objective, batches: list[Batch], ctx: DistContext) -> None:
+    def __init__(
+        self, objective: Objective, batches: list[Batch], ctx: DistContext, *, step: int = 0, seed: int = 0
+    ) -> None:
         self.objective = objective
         self.batches = batches
         self.ctx = ctx
         self.valid = [objective.valid(b) for b in batches]
+        self.noise = self._noise(step, seed) if objective.needs_noise else [None] * len(batches)
         self._global: list[torch.Tensor] | None = None
         self._denom: float | None = None
         self._seen: list[torch.Tensor] = []  # carry scope: the valid scores of earlier micro-steps
 
+    def _noise(self, step: int, seed: int) -> list[torch.Tensor | None]:
+        """Each micro-batch's slice of the optimizer batch's seeded noise (``random`` score).
+
+        The optimizer batch is ``world_size`` ranks x these micro-batches, in rank then micro order
+        (rho.train.batches), so the values depend on a token's place in it, not on the layout.
+        """
+        sizes = [b.labels.numel() for b in self.batches]
+        per_rank = sum(sizes)
+        noise = random_scores(seed, step, per_rank * self.ctx.world_size)
+        mine = noise[self.ctx.rank * per_rank : (self.ctx.rank + 1) * per_rank]
+        return [n.view(b.labels.shape) for n, b in zip(torch.split(mine, sizes), self.batches, strict=True)]
+
     @property
     def is_global(self) -> bool:
         """Whether weights are decided over the whole optimizer batch."""
-        return self.objective.kind == "clm" or self.objective.scope == "global"
+        return self.objective.objective == "clm" or self.objective.selection.scope == "global"
 
     @property
     def is_streaming(self) -> bool:
         """Whether each micro-step selects over all ranks as it comes (``dp`` / ``carry`` scopes)."""
-        return self.objective.kind != "clm" and self.objective.scope in STREAMING_SCOPES
+        return self.objective.objective != "clm" and self.objective.selection.scope in STREAMING_SCOPES
 
     @property
     def needs_scoring_pass(self) -> bool:
@@ -180,20 +214,18 @@ class StepSelector:
     def prepare(self, train_losses: list[torch.Tensor] | None = None) -> None:
         """Decide the global weights of every micro-batch (gathering scores from every rank)."""
         obj, n_micro = self.objective, len(self.batches)
-        if (
-            obj.needs_train_loss
-            and obj.kind != "clm"
-            and (train_losses is None or len(train_losses) != n_micro)
-        ):
+        if obj.needs_train_loss and (train_losses is None or len(train_losses) != n_micro):
             raise ValueError(
                 "the excess score needs the train loss of every micro-batch before selecting globally"
             )
-        if obj.kind == "clm":
+        if obj.objective == "clm":
             local = [v.float() for v in self.valid]
             total = float(all_reduce_sum(torch.stack([w.sum() for w in local]).sum(), self.ctx))
         else:
             losses = train_losses if train_losses is not None else [None] * n_micro
-            per_kind = [obj.scores(b, tl) for b, tl in zip(self.batches, losses, strict=True)]
+            per_kind = [
+                obj.scores(b, tl, nz) for b, tl, nz in zip(self.batches, losses, self.noise, strict=True)
+            ]
             flat = [torch.cat([s[k].reshape(-1) for s in per_kind]) for k in range(len(obj.score_kinds))]
             gathered = [all_gather_cat(f, self.ctx) for f in flat]  # rank order == single-process order
             w_all = obj.weights(gathered, torch.isfinite(gathered[0]))
@@ -211,11 +243,10 @@ class StepSelector:
             return self._streaming_weights(m, train_loss)
         if self.is_global:
             if self._global is None:
-                needs_loss = self.objective.needs_train_loss and self.objective.kind != "clm"
-                self.prepare([train_loss] if needs_loss else None)
+                self.prepare([train_loss] if self.objective.needs_train_loss else None)
             assert self._global is not None and self._denom is not None
             return self._global[m].to(train_loss.device), self._denom
-        scores = self.objective.scores(self.batches[m], train_loss)
+        scores = self.objective.scores(self.batches[m], train_loss, self.noise[m])
         w = self.objective.weights(scores, self.valid[m].to(train_loss.device))
         n = float(w.sum())
         return w, (n if n > 0 else 1.0) * len(self.batches)
@@ -224,30 +255,29 @@ class StepSelector:
         """The optimizer batch's selected count over ``world_size``, from the valid counts alone."""
         counts = torch.tensor([float(v.sum()) for v in self.valid], dtype=torch.float64, device=device)
         counts = all_reduce_sum(counts, self.ctx)  # per micro-step, all ranks
-        if self.objective.kind == "reweight":
+        if self.objective.objective == "reweight":
             total = float(counts.sum())  # soft weights of a unit sum to its valid count
         else:
-            total = float(sum(keep_count(int(c), self.objective.ratio) for c in counts.tolist()))
+            ratio = self.objective.selection.ratio
+            total = float(sum(keep_count(int(c), ratio) for c in counts.tolist()))
         return total / self.ctx.world_size if total > 0 else 1.0
 
     def _streaming_weights(self, m: int, train_loss: torch.Tensor) -> tuple[torch.Tensor, float]:
-        obj = self.objective
-        if obj.score_kind2 is not None:
-            raise ValueError(
-                f"selection_scope={obj.scope!r} does not support score_kind2; use global or micro"
-            )
+        obj, sel = self.objective, self.objective.selection
+        if sel.score2 is not None:
+            raise ValueError(f"scope={sel.scope!r} does not support score2; use global or micro")
         if self._denom is None:
             self._denom = self._streaming_denom(train_loss.device)
         batch = self.batches[m]
-        flat = obj.scores(batch, train_loss)[0].reshape(-1)
+        flat = obj.scores(batch, train_loss, self.noise[m])[0].reshape(-1)
         gathered = all_gather_cat(flat, self.ctx)  # this micro-step of every rank, rank order
         ok = torch.isfinite(gathered)
-        if obj.scope == "dp" or obj.kind == "reweight":
+        if sel.scope == "dp" or obj.objective == "reweight":
             w_all = obj.weights([gathered], ok)
         else:
             self._seen.append(gathered[ok])
             seen = torch.cat(self._seen)
-            k = keep_count(seen.numel(), obj.ratio) if seen.numel() else 0
+            k = keep_count(seen.numel(), sel.ratio) if seen.numel() else 0
             if k == 0:
                 w_all = torch.zeros_like(gathered)
             else:
@@ -274,10 +304,11 @@ def scope_agreement(
     losses = [scores[m].view(1, n).float() for m in range(n_micro)]
     masks = {}
     for scope in scopes:
-        sel = StepSelector(Objective("slm", ratio=ratio, scope=scope), batches, DistContext())
-        if sel.needs_scoring_pass:
-            sel.prepare(losses)
-        masks[scope] = torch.cat([sel.weights(m, losses[m])[0].reshape(-1) > 0 for m in range(n_micro)])
+        objective = Objective("slm", SelectionConfig(ratio=ratio, scope=scope))
+        selector = StepSelector(objective, batches, DistContext())
+        if selector.needs_scoring_pass:
+            selector.prepare(losses)
+        masks[scope] = torch.cat([selector.weights(m, losses[m])[0].reshape(-1) > 0 for m in range(n_micro)])
     flat = scores.reshape(-1)
     exact = topk_mask(flat, ratio, torch.isfinite(flat))
     out = {}

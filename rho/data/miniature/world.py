@@ -43,11 +43,11 @@ from rho.data.miniature.general import GENERAL_SOURCE, check_general_source, cod
 from rho.data.miniature.lm_eval_suite import write_lm_eval_suite
 from rho.data.miniature.problems import HELDOUT_TEMPLATES, Problem, problem_key
 from rho.data.miniature.suites import write_suites
-from rho.data.profiles import DataProfile, ProfileError, get_profile
 from rho.data.provenance import LABEL_NAMES, VAL_LABEL_NAMES
 from rho.data.sources import mix_by_tokens
 from rho.data.tokenize import tokenize_documents
 from rho.data.tokenizer import train_bpe_tokenizer
+from rho.data.worlds import WorldError, WorldSpec, get_world
 from rho.io import atomic_path, read_json, sha256_file, write_json_atomic
 
 CORPORA = ("owm", "owm_val", "ref", "ppile", "general", "base", "val_math")
@@ -147,14 +147,14 @@ def _tokenizer_texts(corpora: dict[str, list[dict]], seed: int, budget: int) -> 
             left -= len(text)
 
 
-def _check_out_dir(out: Path, prof: DataProfile, seed: int, overwrite: bool) -> None:
+def _check_out_dir(out: Path, prof: WorldSpec, seed: int, overwrite: bool) -> None:
     manifest = out / "world.json"
     if not manifest.is_file() or overwrite:
         return
     old = read_json(manifest)
     if old.get("seed") != seed or old.get("profile") != json.loads(json.dumps(prof.to_dict())):
         raise WorldExistsError(
-            f"{out} already holds a world built with profile {old.get('profile', {}).get('name')!r} and seed "
+            f"{out} already holds the world {old.get('profile', {}).get('name')!r} built with seed "
             f"{old.get('seed')}; its shards use another tokenizer. Pass overwrite=True (CLI: --overwrite) "
             "to replace it, or choose another out_dir"
         )
@@ -162,27 +162,35 @@ def _check_out_dir(out: Path, prof: DataProfile, seed: int, overwrite: bool) -> 
 
 def build_world(
     out_dir: str | Path,
-    profile: str | DataProfile = "mini",
+    world: str | WorldSpec = "mini",
     seed: int = 0,
     *,
     overwrite: bool = False,
     progress: bool = True,
     **overrides: Any,
 ) -> dict[str, Any]:
-    """Write the whole miniature world for ``profile`` (with field ``overrides``) and ``seed``.
+    """Write the whole miniature world ``world`` (a :class:`WorldSpec` or its name in
+    :data:`rho.data.worlds.WORLDS`, with field ``overrides``) for ``seed``.
 
-    Returns the manifest (also written to ``<out_dir>/world.json``).  Bad input (unknown profile
-    or field, a hub profile, an ``out_dir`` holding a world with other settings unless
-    ``overwrite``) raises a ``ValueError`` subclass before anything is written.
+    Returns the manifest (also written to ``<out_dir>/world.json``; its ``profile`` key holds the
+    world spec, a name kept for the file format).  Bad input (unknown world or field, a hub world,
+    an ``out_dir`` holding a world with other settings unless ``overwrite``) raises a
+    ``ValueError`` subclass before anything is written.  ``profile=`` is a deprecated name of
+    ``world``.
     """
-    prof = get_profile(profile, **overrides)
+    if "profile" in overrides:
+        import warnings
+
+        warnings.warn("build_world(profile=...) is now world=...", DeprecationWarning, stacklevel=2)
+        world = overrides.pop("profile")
+    prof = get_world(world, **overrides)
     if not prof.is_miniature:
-        raise ProfileError(
-            f"profile {prof.name!r} reads hub corpora; tokenize them with "
+        raise WorldError(
+            f"world {prof.name!r} reads hub corpora; tokenize them with "
             "`python -m rho.data tokenize` instead of building a miniature world"
         )
     if prof.owm_docs < 1 or prof.ref_docs < 1 or prof.n_test < 1:
-        raise ProfileError("owm_docs, ref_docs and n_test must be >= 1 to build a world")
+        raise WorldError("owm_docs, ref_docs and n_test must be >= 1 to build a world")
     out = Path(out_dir)
     _check_out_dir(out, prof, seed, overwrite)
     general_sha256 = check_general_source()

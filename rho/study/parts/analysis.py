@@ -25,7 +25,7 @@ from rho.study.parts.reader import (
     write_measured,
     write_table3,
 )
-from rho.study.stages import checkpoints
+from rho.study.stages import snapshots
 
 #: The claims this part tests (rho.report.claims).
 CLAIMS = ("C8", "C9", "C10", "C11", "C12")
@@ -69,7 +69,7 @@ def figure6_losses(
     sel = fx["selected"]
     rows, mats = [], {}
     for run in runs:
-        cps = checkpoints(study, run)
+        cps = snapshots(study, run)
         m = loss_matrix(cps, fx["shard"], int(study.sizes["block_size"]), max_blocks)
         mats[run] = (cps, m)
         for (tok, _), row in zip(cps, m, strict=True):

@@ -23,7 +23,7 @@ CLAIMS = ("C7",)
 #: The CLM run the self-reference runs are compared with (and whose model scores their corpus).
 CLM_RUN = "math_clm"
 #: Score kinds as the paper's tables name them.
-SCORE_NAMES = {"ref_loss": "L_RM", "ref_entropy": "H_RM", "excess": "L_delta"}
+SCORE_NAMES = {"ref_loss": "L_RM", "ref_entropy": "H_RM", "excess": "L_delta", "random": "random"}
 
 
 def score_functions(study: Study, runs: list[str], fracs: dict[str, float]) -> dict[str, dict[str, Any]]:

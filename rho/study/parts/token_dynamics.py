@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 from rho.report.plots import save_figure
 from rho.study.config import Study, StudyError
 from rho.study.parts.reader import part_dir, titled, write_measured, write_table3
-from rho.study.stages import checkpoints
+from rho.study.stages import snapshots
 
 #: The claims this part tests (rho.report.claims).
 CLAIMS = ("C1", "C2")
@@ -30,7 +30,7 @@ def token_losses(study: Study, run: str = "math_clm", max_blocks: int | None = N
     z = study.sizes
     max_blocks = max_blocks or z.get("dynamics_blocks")
     shard = TokenShard.open(study.shard("owm_val"))
-    cps = checkpoints(study, run)
+    cps = snapshots(study, run)
     if len(cps) < 3:
         raise StudyError(
             f"{run} has {len(cps)} checkpoints; token dynamics needs at least 3 (raise `snapshots`)"
@@ -56,7 +56,7 @@ def base_content_curve(study: Study, max_blocks: int | None = None) -> pd.DataFr
     z = study.sizes
     max_blocks = max_blocks or z.get("dynamics_blocks")
     shard = TokenShard.open(study.shard("owm_val"))
-    cps = checkpoints(study, "base")
+    cps = snapshots(study, "base")
     losses = loss_matrix(cps, shard, int(z["block_size"]), max_blocks)
     labels = block_labels(shard, int(z["block_size"]), max_blocks)
     keep = np.ones(losses.shape[1], bool) if labels is None else labels == shard.label_names.index("content")

@@ -239,10 +239,10 @@ def _describe(spec: SourceSpec) -> dict[str, Any]:
     return {k: v for k, v in asdict(spec).items() if k != "limit"}
 
 
-def hub_layout(profile: str | DataProfile = "paper") -> tuple[str, ...]:
-    """The paths, relative to its ``out_dir``, that :func:`build_hub_data` writes for ``profile``
+def hub_layout(world: str | WorldSpec = "paper") -> tuple[str, ...]:
+    """The paths, relative to its ``out_dir``, that :func:`build_hub_data` writes for ``world``
     (what the study's stages may depend on under ``data/<profile>/``)."""
-    prof = get_profile(profile)
+    prof = get_world(world)
     shards = tuple(f"shards/{c}" for c in CORPORA if c in set(prof.hub_shards or CORPORA))
     return ("tokenizer", *shards, "shards/base", EVAL_DIR, "world.json")
 

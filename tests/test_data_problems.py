@@ -118,7 +118,7 @@ def test_worlds_are_valid_and_bad_input_is_refused(tmp_path):
     assert set(WORLDS) == {"smoke", "mini", "gpu", "paper", "paper_7b"}
     smoke, mini, gpu = WORLDS["smoke"], WORLDS["mini"], WORLDS["gpu"]
     assert smoke.owm_docs < mini.owm_docs < gpu.owm_docs and 2048 <= mini.vocab_size <= 4096
-    assert gpu.general_tokens >= 10 * mini.general_tokens and gpu.n_test >= 500 and 100 <= mini.n_test <= 200
+    assert gpu.general_tokens >= 10 * mini.general_tokens and gpu.n_test >= 500 and mini.n_test >= 500
     assert mini.ppile_extra_docs >= mini.owm_docs  # ppile is about twice owm
     paper = WORLDS["paper"]
     assert not paper.is_miniature and paper.tokenizer.startswith("TinyLlama/") and paper.block_size == 2048

@@ -19,9 +19,10 @@ def status(cid, **measured):
     return BY_ID[cid].evaluate(measured).status
 
 
-def test_fourteen_claims_matching_the_papers_file():
+def test_fourteen_claims_matching_the_papers_file_and_our_control():
     texts = load_claim_texts()
-    assert [c.id for c in CLAIMS] == [f"C{i}" for i in range(1, 15)] == list(texts)
+    assert [c.id for c in CLAIMS][:14] == [f"C{i}" for i in range(1, 15)] == list(texts)
+    assert [c.id for c in CLAIMS][14:] == ["C15"]  # ours: SLM vs random selection (not a paper claim)
     assert "51% L->L" in texts["C1"] and "log(a*L + c)" in texts["C9"]
     assert set(STATUSES) == {R, N, P, T}
 
@@ -336,14 +337,14 @@ def test_c13_selection_fraction_and_cost(frac, t, expected):
 def test_scorecard_rows_and_files(tmp_path):
     measured = {"clm_avg_acc": 0.2, "slm_avg_acc": 0.3, "fit_selected_a": -1.0, "fit_unselected_a": -1.0}
     card = scorecard(measured, profile="mini", claim_texts=load_claim_texts())
-    assert len(card) == 14 and set(card["profile"]) == {"mini"}
+    assert len(card) == 15 and set(card["profile"]) == {"mini"}
     s = card.set_index("id")["status"]
     assert s["C3"] == R and s["C9"] == P and s["C1"] == T
     assert card.set_index("id").loc["C3", "paper"].startswith("+16.5")
     csv, md = write_scorecard(card, tmp_path / "scorecard")
     text = md.read_text()
     assert "Profile: **mini**" in text and "direction of each effect" in text
-    assert "1 reproduced, 0 not reproduced, 12 not tested at this scale, 1 partially" in text
+    assert "1 reproduced, 0 not reproduced, 13 not tested at this scale, 1 partially" in text
     assert pd.read_csv(csv)["status"].tolist() == card["status"].tolist()
     with pytest.raises(AnalysisInputError, match="profile"):
         scorecard(measured, profile="")

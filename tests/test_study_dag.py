@@ -68,7 +68,12 @@ def _upstream(stages: dict, targets: tuple[str, ...], outs: dict[str, str]) -> s
 def test_paper_dag_inputs_are_made_upstream(tmp_path, profile, targets):
     stages = _stages(profile, tmp_path)
     outs = {o: name for name, (_, os_) in stages.items() for o in os_}
-    assert f"data/{profile}" in outs and len(stages) == 44
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    groups = ("clm_runs", "slm_runs", "slm_variants", "random_runs")
+    n_runs = sum(len(params[g] or {}) for g in groups)
+    # base, base_large, reference, the runs, the scorers, one evaluation each, 8 notebooks (01: data)
+    expected = 3 + n_runs + len(params["scorers"]) + len(params["eval_runs"]) + 8
+    assert f"data/{profile}" in outs and len(stages) == expected
     layout = hub_layout(profile)
     assert "eval" in layout
     run = _upstream(stages, targets, outs) if targets else set(stages)
@@ -122,7 +127,7 @@ def test_paper_evaluate_reads_the_suite_the_data_stage_writes(tmp_path, monkeypa
     monkeypatch.setattr(ev, "evaluate_model", evaluate_model)
     monkeypatch.setattr(ev, "run_lm_eval", run_lm_eval)
     monkeypatch.setattr(ev, "downstream_loss", downstream_loss)
-    monkeypatch.setattr(stages, "checkpoints", lambda study, run: [(0, tmp_path / "final")])
+    monkeypatch.setattr(stages, "snapshots", lambda study, run: [(0, tmp_path / "final")])
     out = stages.evaluate_run(study, "general_slm")
     suite = study.world_dir / EVAL_DIR
     assert seen["math"] == {

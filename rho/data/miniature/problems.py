@@ -7,7 +7,7 @@ arithmetic digit by digit (the tokenizer splits digits) answers right.  MATH-rol
 (equations, percentages, expressions) end with a boxed answer, ``The answer is \\boxed{X}.``.
 Two of the two-step word-problem templates (:data:`HELDOUT_TEMPLATES`) never appear in any
 training corpus: the ``gsm_unseen`` task measures generalisation to unseen problem templates.
-A problem is identified by its family, template and numbers (:attr:`Problem.key`).
+A problem is identified by its family, template and question (:attr:`Problem.key`).
 """
 
 from __future__ import annotations
@@ -82,8 +82,12 @@ class Problem:
 
 
 def problem_key(family: str, template: str, question: str) -> tuple[str, str, str]:
-    """Identity of a problem: family, template and the numbers of its question."""
-    return (family, template, " ".join(re.findall(r"\d+(?:\.\d+)?", question)))
+    """Identity of a problem: family, template and its question (words and numbers, normalised).
+
+    With numbers this small, the same computation recurs under other names and items (as arithmetic
+    facts recur in real corpora); a problem is the same only if its question is.
+    """
+    return (family, template, " ".join(re.findall(r"\w+", question.lower())))
 
 
 def _fmt(x: float | int | Fraction) -> str:
@@ -104,13 +108,16 @@ def _done(
 
 # ---------------------------------------------------------------- arithmetic
 def arithmetic(rng: random.Random) -> Problem:
-    """One operation on small numbers (+, - up to 60; *, / within the 9 x 9 table)."""
+    """One operation on small numbers (+, - with one one-digit operand; *, / within the 9 x 9 table)."""
     op = rng.choice("+-*/")
     if op == "+":
-        a, b = rng.randint(1, 40), rng.randint(1, 40)
+        a, b = rng.randint(1, 20), rng.randint(1, 9)
+        if rng.random() < 0.5:
+            a, b = b, a
         c = a + b
     elif op == "-":
-        a, b = sorted((rng.randint(1, 60), rng.randint(1, 60)), reverse=True)
+        a = rng.randint(2, 20)
+        b = rng.randint(1, min(9, a - 1))
         c = a - b
     elif op == "*":
         a, b = rng.randint(2, 9), rng.randint(2, 9)
@@ -125,7 +132,7 @@ def arithmetic(rng: random.Random) -> Problem:
 
 def chain_sum(rng: random.Random) -> Problem:
     """Three small numbers added or subtracted left to right (every partial result >= 0)."""
-    nums = [rng.randint(1, 20) for _ in range(3)]
+    nums = [rng.randint(1, 9) for _ in range(3)]
     ops, acc = [], nums[0]
     for x in nums[1:]:
         ops.append("-" if acc >= x and rng.random() < 0.5 else "+")
@@ -148,12 +155,12 @@ def word_one_step(rng: random.Random) -> Problem:
     other = rng.choice([n for n in NAMES if n != name])
     t = rng.randrange(6)
     if t == 0:
-        a, b = rng.randint(2, 30), rng.randint(2, 30)
+        a, b = rng.randint(2, 20), rng.randint(1, 9)
         q = f"{name} has {a} {item}. {name} gets {b} more {item}. How many {item} does {name} have now?"
         return _done("word_one_step", "join", q, [f"{a} + {b} = {a + b}."], a + b)
     if t == 1:
-        a = rng.randint(10, 50)
-        b = rng.randint(1, a - 1)
+        a = rng.randint(5, 20)
+        b = rng.randint(1, min(9, a - 1))
         q = f"{name} had {a} {item} and gave {b} of them away. How many {item} are left?"
         return _done("word_one_step", "separate", q, [f"{a} - {b} = {a - b}."], a - b)
     if t == 2:
@@ -166,11 +173,11 @@ def word_one_step(rng: random.Random) -> Problem:
         q = f"{name} shares {b * c} {item} equally among {b} friends. How many {item} does each friend get?"
         return _done("word_one_step", "share", q, [f"{b * c} / {b} = {c}."], c)
     if t == 4:
-        a, b = rng.randint(2, 30), rng.randint(2, 30)
+        a, b = rng.randint(2, 20), rng.randint(1, 9)
         q = f"{name} has {a} {item} and {other} has {b} {item}. How many {item} do they have together?"
         return _done("word_one_step", "combine", q, [f"{a} + {b} = {a + b}."], a + b)
-    a, b = sorted((rng.randint(2, 50), rng.randint(2, 50)), reverse=True)
-    a += 1
+    b = rng.randint(1, 9)
+    a = b + rng.randint(1, 9)
     q = f"{name} has {a} {item}. {other} has {b} {item}. How many more {item} does {name} have than {other}?"
     return _done("word_one_step", "compare", q, [f"{a} - {b} = {a - b}."], a - b)
 
@@ -178,32 +185,32 @@ def word_one_step(rng: random.Random) -> Problem:
 def _two_step(rng: random.Random, template: str) -> tuple[str, list[str], int]:
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
     if template == "buy_lose":
-        a, b = rng.randint(5, 30), rng.randint(2, 20)
-        c = rng.randint(1, a + b - 1)
+        a, b = rng.randint(2, 15), rng.randint(1, 9)
+        c = rng.randint(1, min(9, a + b - 1))
         q = f"{name} has {a} {item}, buys {b} more and then loses {c}. How many {item} does {name} have?"
         return q, [f"{a} + {b} = {a + b}.", f"{a + b} - {c} = {a + b - c}."], a + b - c
     if template == "boxes_plus":
-        a, b, c = rng.randint(2, 9), rng.randint(2, 9), rng.randint(1, 20)
+        a, b, c = rng.randint(2, 5), rng.randint(2, 5), rng.randint(1, 9)
         box = rng.choice(CONTAINERS)
         q = f"{name} has {a} {box} of {b} {item} and {c} loose {item}. How many {item} does {name} have?"
         return q, [f"{a} * {b} = {a * b}.", f"{a * b} + {c} = {a * b + c}."], a * b + c
     if template == "give_get":
-        a, b = rng.randint(10, 40), rng.randint(1, 9)
-        c = rng.randint(2, 20)
+        a, b = rng.randint(10, 20), rng.randint(1, 9)
+        c = rng.randint(1, 9)
         q = f"{name} had {a} {item}, gave {b} to a friend and then found {c} more. How many {item} does {name} have now?"
         return q, [f"{a} - {b} = {a - b}.", f"{a - b} + {c} = {a - b + c}."], a - b + c
     if template == "two_friends":
-        a, b, c = rng.randint(2, 25), rng.randint(2, 25), rng.randint(2, 25)
+        a, b, c = rng.randint(1, 9), rng.randint(1, 9), rng.randint(1, 9)
         other, third = rng.sample([n for n in NAMES if n != name], 2)
         q = f"{name} has {a} {item}, {other} has {b} and {third} has {c}. How many {item} do they have in all?"
         return q, [f"{a} + {b} = {a + b}.", f"{a + b} + {c} = {a + b + c}."], a + b + c
     if template == "weekly":  # held out
-        a, b, d = rng.randint(2, 9), rng.randint(2, 9), rng.randint(2, 5)
+        a, b, d = rng.randint(1, 5), rng.randint(1, 5), rng.randint(2, 3)
         q = f"{name} reads {a} pages on Monday and {b} pages on Tuesday every week. How many pages does {name} read in {d} weeks?"
         return q, [f"{a} + {b} = {a + b}.", f"{a + b} * {d} = {(a + b) * d}."], (a + b) * d
     if template == "change":  # held out
-        p, n = rng.randint(2, 9), rng.randint(2, 5)
-        paid = p * n + rng.randint(1, 20)
+        p, n = rng.randint(2, 5), rng.randint(2, 3)
+        paid = p * n + rng.randint(1, 9)
         q = f"Each of the {item} costs {p} dollars. {name} buys {n} of them and pays {paid} dollars. How much change does {name} get?"
         return q, [f"{n} * {p} = {n * p}.", f"{paid} - {n * p} = {paid - n * p}."], paid - n * p
     raise ValueError(f"unknown two-step template {template!r}")
@@ -241,7 +248,7 @@ def word_distractor(rng: random.Random) -> Problem:
 def linear_equation(rng: random.Random) -> Problem:
     """Solve a*x + b = c (or a*x - b = c) for a small positive integer x."""
     var = rng.choice("xyzn")
-    a, x, b = rng.randint(2, 6), rng.randint(1, 10), rng.randint(1, 20)
+    a, x, b = rng.randint(2, 5), rng.randint(1, 9), rng.randint(1, 9)
     if rng.random() < 0.5 or a * x - b < 0:
         c = a * x + b
         q = f"Solve for {var}: {a}{var} + {b} = {c}."
@@ -257,7 +264,7 @@ def percent(rng: random.Random) -> Problem:
     """p percent of n, with an integer result below 100."""
     p = rng.choice([10, 20, 25, 50])
     unit = 100 // p
-    r = rng.randint(1, 60)
+    r = rng.randint(1, 40)
     n = unit * r
     form = rng.randrange(2)
     q = [f"What is {p}% of {n}?", f"Find {p} percent of {n}."][form]
@@ -267,7 +274,7 @@ def percent(rng: random.Random) -> Problem:
 
 def expression(rng: random.Random) -> Problem:
     """Evaluate a * b + c or a * b - c (small numbers), multiplication first."""
-    a, b, c = rng.randint(2, 9), rng.randint(2, 9), rng.randint(1, 20)
+    a, b, c = rng.randint(2, 9), rng.randint(2, 9), rng.randint(1, 9)
     if rng.random() < 0.5 or a * b - c < 0:
         op, r = "+", a * b + c
     else:
@@ -283,7 +290,7 @@ def table_problem(rng: random.Random) -> Problem:
     """A question over a three-row text table (TabMWP-like)."""
     item = rng.choice(ITEMS)
     names = rng.sample(NAMES, 3)
-    vals = [rng.randint(1, 30) for _ in names]
+    vals = [rng.randint(1, 9) for _ in names]
     table = f"Name | {item.capitalize()}\n" + "\n".join(f"{n} | {v}" for n, v in zip(names, vals))
     t = rng.randrange(3)
     if t == 0:

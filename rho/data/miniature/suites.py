@@ -3,7 +3,7 @@
 Each task draws problems from families of :mod:`rho.data.miniature.problems` with its own
 seeds, and is written as ``<eval>/<task>/fewshot.jsonl`` and ``test.jsonl`` (records as in
 ``docs/design.md``) plus ``<eval>/tasks.json``.  ``gsm_unseen`` uses only the held-out
-gsm_symbolic templates (generalisation to unseen templates).  Every problem is unique across
+two-step templates (generalisation to unseen templates).  Every problem is unique across
 all tasks and splits (by family, template and numbers).
 """
 
@@ -46,7 +46,7 @@ TASKS: tuple[TaskSpec, ...] = (
     TaskSpec(
         "math",
         "math",
-        {"linear_equation": 0.4, "percent": 0.3, "expression": 0.3},
+        {"linear_equation": 0.4, "percent": 0.2, "expression": 0.4},
         "MATH-style, boxed answers: linear equations, percentages, expressions",
     ),
     TaskSpec(
@@ -78,7 +78,7 @@ TASKS: tuple[TaskSpec, ...] = (
     TaskSpec(
         "mmlu_stem",
         "mmlu_stem",
-        {"arithmetic": 0.5, "expression": 0.3, "percent": 0.2},
+        {"arithmetic": 0.6, "expression": 0.3, "percent": 0.1},
         "MMLU-STEM-style 4-way multiple choice on arithmetic (options: worked solutions)",
         4,
     ),

@@ -25,6 +25,7 @@ $(STAMP): pyproject.toml $(LOCK)
 	PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu make install; a hash mismatch means a package \
 	changed upstream: regenerate the lock with make lock (README: Environment)." >&2; exit 1; }
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | grep -v "^WARNING: Location" ; test $${PIPESTATUS[0]} -eq 0
+	$(BIN)/python -m ipykernel install --sys-prefix --name rho --display-name "rho (Python 3.11)" >/dev/null
 	$(BIN)/python -m pip check
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)

@@ -297,6 +297,7 @@ def test_build_hub_data_reads_local_copies_in_hub_layout(ppile, starcoder, tmp_p
         tokenizer=str(tmp_path / "tok"),
         num_proc=1,
         progress=False,
+        eval_tasks=("sat",),  # one in-repo benchmark set: no network for TabMWP
     )
     c = m["corpora"]
     assert c["ppile"]["source"]["root"] == str(ppile) and c["ppile"]["source"]["builder"] == "json"
@@ -331,6 +332,7 @@ def test_paper_7b_builds_only_owm_and_ref(tmp_path):
         tokenizer=str(tmp_path / "tok"),
         num_proc=1,
         progress=False,
+        eval_tasks=("sat",),  # one in-repo benchmark set: no network for TabMWP
     )
     assert set(m["corpora"]) == {"owm_val", "owm", "ref"}
     assert json.loads((tmp_path / "out" / "world.json").read_text())["profile"]["hub_shards"] == [
@@ -338,4 +340,9 @@ def test_paper_7b_builds_only_owm_and_ref(tmp_path):
         "owm",
         "ref",
     ]
-    assert sorted(p.name for p in (tmp_path / "out" / "shards").iterdir()) == ["owm", "owm_val", "ref"]
+    assert sorted(p.name for p in (tmp_path / "out" / "shards").iterdir()) == [
+        "base",
+        "owm",
+        "owm_val",
+        "ref",
+    ]  # base: released.json (no corpus)

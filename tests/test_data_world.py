@@ -147,7 +147,7 @@ def test_token_labels_line_up_with_char_spans(world):
 def test_noise_shares_and_clean_reference(world, capsys):
     table = corpus_table(world)
     owm = table.loc["owm"]
-    assert 0.3 <= owm["noise share"] <= 0.6
+    assert 0.3 <= owm["noise share"] <= 0.7  # smoke: noise scale 1 (mini: 0.6, ~40% noise)
     for kind in ("forum", "navigation", "timestamp_url", "gibberish", "off_topic"):
         assert owm[kind] >= 0.03, kind
     ref = TokenShard.open(world / "shards" / "ref")

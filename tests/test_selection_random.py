@@ -215,6 +215,8 @@ def _study(tmp_path: Path, edit) -> object:
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     edit(params)
+    groups = ("clm_runs", "slm_runs", "slm_variants", "random_runs")
+    params["eval_runs"] = ["base", "reference", *(r for g in groups for r in params.get(g) or {})]
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     return Study.load(path, profile="smoke")

@@ -97,7 +97,7 @@ WORLDS: dict[str, WorldSpec] = {
         ref_docs=1_600,
         ppile_extra_docs=9_000,
         general_tokens=2_500_000,
-        base_tokens=2_500_000,
+        base_tokens=4_000_000,
         val_math_docs=500,
         n_test=500,
         n_shots=4,
@@ -106,6 +106,9 @@ WORLDS: dict[str, WorldSpec] = {
         tokenizer_train_chars=6_000_000,
         num_proc=1,  # encode_batch already uses both cores (benchmarks/bench_data_tokenize.py)
         block_size=256,
+        # calibrated (docs/calibration.md): ~60% content in owm, and a base that has seen math
+        noise=0.6,
+        base_mix={"prose": 4.0, "code": 2.0, "math": 4.0},
     ),
     "gpu": WorldSpec(
         "gpu",

@@ -189,6 +189,7 @@ _PROFILE = Section(
         "dynamics_blocks": _int(1),
         "eval_limit": _int(1, nullable=True),
         "curve_eval_limit": _int(1, nullable=True),
+        "side_eval_limit": _int(1, nullable=True),
         "eval_batch_size": _int(1),
         "launcher": Value("str"),
         "parallel": Value("choice", choices=("ddp", "fsdp")),

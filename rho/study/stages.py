@@ -159,15 +159,16 @@ def evaluate_run(study: Study, run: str, *, batch_size: int | None = None) -> Pa
     n), ``completions.jsonl``, ``downstream.csv`` (downstream loss per checkpoint) and, for the
     parts in :data:`CURVE_PARTS`, ``curve.csv`` (accuracy per task at every snapshot; the snapshots
     before the last answer the first ``curve_eval_limit`` problems per task, the last point is the
-    final evaluation). ``batch_size`` defaults to the profile's ``eval_batch_size`` (16).
+    final evaluation; downstream loss also reads the first ``curve_eval_limit`` problems, since it is
+    computed at every snapshot). ``batch_size`` defaults to the profile's ``eval_batch_size`` (16).
     """
     from rho.evaluate import PAPER_GENERAL_TASKS, downstream_loss, evaluate_model, run_lm_eval
 
     z = study.sizes
-    limit = z.get("eval_limit")
     batch_size = int(batch_size or z.get("eval_batch_size", 16))
     tasks = _math_tasks(study)
     spec = study.run_spec(run) if run in study.run_names else {"part": run}
+    limit = eval_limit(study, run)
     context = int(z["block_size"])  # the models never saw positions beyond the training block
     eval_kw = dict(
         data_root=study.world_dir,
@@ -192,7 +193,7 @@ def evaluate_run(study: Study, run: str, *, batch_size: int | None = None) -> Pa
                     model,
                     study.world_dir / "eval" / t,
                     tokenizer=tokenizer,
-                    limit=limit,
+                    limit=z.get("curve_eval_limit", limit),
                     batch_size=batch_size,
                     progress=False,
                     context_length=context,
@@ -200,7 +201,7 @@ def evaluate_run(study: Study, run: str, *, batch_size: int | None = None) -> Pa
                 rows.append({"run": run, "tokens": tok, "task": t, "downstream_loss": val})
         columns = ["run", "tokens", "task", "downstream_loss"]  # the header even with no rows
         pd.DataFrame(rows, columns=columns).to_csv(tmp / "downstream.csv", index=False)
-        if spec.get("part") in CURVE_PARTS and spec.get("group") in ("clm_runs", "slm_runs"):
+        if spec.get("part") in CURVE_PARTS and spec.get("group") in ("clm_runs", "slm_runs") and "seed" not in spec:
             end = cps[-1][0]
             curve = []
             for tok, path in cps:
@@ -223,6 +224,15 @@ def evaluate_run(study: Study, run: str, *, batch_size: int | None = None) -> Pa
             general.insert(0, "run", run)
             general.to_csv(tmp / "general.csv", index=False)
     return out
+
+
+def eval_limit(study: Study, run: str) -> int | None:
+    """Problems per task for a run's final evaluation: ``eval_limit`` for the base and the math
+    continual-pretraining runs (the main comparison, Table 1), ``side_eval_limit`` (when set) for the
+    other runs (reference, general, self-reference, ratio ablation, weak-to-strong)."""
+    z = study.sizes
+    main = run == "base" or (run in study.run_names and study.run_spec(run)["part"] == "math_cpt")
+    return z.get("eval_limit") if main or z.get("side_eval_limit") is None else z["side_eval_limit"]
 
 
 def _load(path: str | Path) -> tuple[Any, Any]:

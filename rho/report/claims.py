@@ -12,7 +12,9 @@ with the reason.
 Inputs (keys of ``measured``; accuracies are fractions in [0, 1], losses in nats):
 
 =====  ===========================================================================================
-C1     ``category_shares``: {category: share} or the frame of ``rho.analysis.category_shares``
+C1     ``category_shares``: {category: share} or the frame of ``rho.analysis.category_shares``;
+       optional ``base_last_rel_change`` (relative change of the base's content loss on the CPT
+       domain over its last snapshot interval: how flat the starting point was)
 C2     ``fluctuating_noise_share`` (share of noise among the most fluctuating L->L/H->H tokens),
        ``noise_share`` (share of noise among all L->L/H->H tokens)
 C3     ``clm_avg_acc``, ``slm_avg_acc``; optional ``avg_acc_diff_se`` (standard error of the paired
@@ -165,13 +167,21 @@ def _check_c1(m: Mapping[str, Any]) -> Verdict:
     s = {c: float(shares.get(c, 0.0)) for c in CATEGORIES}
     order = sorted(CATEGORIES, key=lambda c: -s[c])
     ours = ", ".join(f"{c} {100 * s[c]:.0f}%" for c in CATEGORIES)
+    start = ""
+    if m.get("base_last_rel_change") is not None:  # how far the base had flattened (the paper's base had)
+        start = (
+            f"; the base's loss on the CPT domain's content changed by "
+            f"{100 * float(m['base_last_rel_change']):+.1f}% over its last pretraining interval"
+        )
     if order[0] == "L->L" and order[1] == "H->L":
-        return Verdict(REPRODUCED, ours, "L->L is the largest category and H->L the second, as in the paper")
+        return Verdict(
+            REPRODUCED, ours, "L->L is the largest category and H->L the second, as in the paper" + start
+        )
     if order[0] == "L->L":
         return Verdict(
-            PARTIALLY, ours, f"L->L is the largest category but {order[1]} is second (paper: H->L)"
+            PARTIALLY, ours, f"L->L is the largest category but {order[1]} is second (paper: H->L)" + start
         )
-    return Verdict(NOT_REPRODUCED, ours, f"largest category is {order[0]} (paper: L->L)")
+    return Verdict(NOT_REPRODUCED, ours, f"largest category is {order[0]} (paper: L->L)" + start)
 
 
 def _check_c2(m: Mapping[str, Any]) -> Verdict:

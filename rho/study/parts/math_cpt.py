@@ -222,8 +222,8 @@ def math_cpt_part(study: Study) -> dict[str, Any]:
             study, "Accuracy per task (fraction); gsm_unseen = held-out two-step templates, not in Table 1"
         ),
     )
-    curve_runs = [r for a in (cr["clm"], cr["slm"]) for r in cr["arms"][a]]
-    curves = figure1_curves(study, tuple(curve_runs))
+    # accuracy at every snapshot: the first seed of CLM and of SLM (stages.CURVE_PARTS)
+    curves = figure1_curves(study, (cr["clm_run"], cr["slm_run"]))
     curves.to_csv(d / "figure1_curves.csv", index=False)
     fig = figure1(study, arm_curves(curves, cr["arms"]))
     save_figure(fig, d / "figure1_accuracy_vs_tokens.png")

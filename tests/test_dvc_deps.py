@@ -239,7 +239,14 @@ def test_evaluate_stage_loops_over_eval_runs() -> None:
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     assert dvc["stages"]["evaluate"]["foreach"] == "${eval_runs}"
-    runs = ["base", "reference", *params["clm_runs"], *params["slm_runs"], *params["slm_variants"], *params["random_runs"]]
+    runs = [
+        "base",
+        "reference",
+        *params["clm_runs"],
+        *params["slm_runs"],
+        *params["slm_variants"],
+        *params["random_runs"],
+    ]
     assert params["eval_runs"] == runs  # also the order of the group listing
 
 

@@ -201,7 +201,11 @@ def evaluate_run(study: Study, run: str, *, batch_size: int | None = None) -> Pa
                 rows.append({"run": run, "tokens": tok, "task": t, "downstream_loss": val})
         columns = ["run", "tokens", "task", "downstream_loss"]  # the header even with no rows
         pd.DataFrame(rows, columns=columns).to_csv(tmp / "downstream.csv", index=False)
-        if spec.get("part") in CURVE_PARTS and spec.get("group") in ("clm_runs", "slm_runs") and "seed" not in spec:
+        if (
+            spec.get("part") in CURVE_PARTS
+            and spec.get("group") in ("clm_runs", "slm_runs")
+            and "seed" not in spec
+        ):
             end = cps[-1][0]
             curve = []
             for tok, path in cps:

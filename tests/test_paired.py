@@ -114,6 +114,10 @@ def test_mcnemar_exact_values():
     assert mcnemar_exact(np.array([0, 1]), np.array([1, 1])) == pytest.approx(1.0)
     # 6 discordant all one way: p = 2 / 64
     assert mcnemar_exact(np.zeros(6), np.ones(6)) == pytest.approx(2 / 64)
+    # thousands of discordant problems (the mini study has 4,500 per arm): no float overflow
+    a = np.array([1] * 1500 + [0] * 1500)
+    assert mcnemar_exact(a, 1 - a) == pytest.approx(1.0)
+    assert mcnemar_exact(np.zeros(3000), np.ones(3000)) == 0.0
 
 
 def test_compare_arms_rows():

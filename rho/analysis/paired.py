@@ -111,7 +111,7 @@ def mcnemar_exact(a: np.ndarray, b: np.ndarray) -> float | None:
     if n == 0:
         return None
     k = min(n01, n10)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2.0**n
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n  # exact integers: no overflow for large n
     return float(min(1.0, 2.0 * tail))
 
 

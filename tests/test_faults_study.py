@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -425,7 +426,9 @@ def test_a_typo_in_params_fails_the_very_first_stage(repo, monkeypatch):
     from rho.study import StudyError
     from rho.study.__main__ import main
 
-    text = (repo / "params.yaml").read_text().replace("    eval_limit: 64", "    eval_limt: 64")
+    text = re.sub(
+        r"(?m)^(    )eval_limit: 500", r"\1eval_limt: 500", (repo / "params.yaml").read_text(), count=1
+    )
     (repo / "params.yaml").write_text(text)
     monkeypatch.delenv(server.ENV_VAR, raising=False)
     monkeypatch.chdir(repo)

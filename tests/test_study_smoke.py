@@ -132,7 +132,7 @@ def test_scorecard_covers_every_claim_and_metrics_are_tracked(smoke_repo):
     assert set(card["status"]) <= {"reproduced", "not reproduced", "not tested at this scale", "partially"}
     metrics = json.loads((smoke_repo / "results" / "smoke" / "metrics.json").read_text())
     assert metrics["profile"] == "smoke"
-    assert sum(metrics["scorecard"].values()) == 14
+    assert sum(metrics["scorecard"].values()) == 15
     show = _run(["dvc", "metrics", "show", "--json"], smoke_repo)
     assert show.returncode == 0 and "scorecard" in show.stdout
 

@@ -30,7 +30,7 @@ from rho.study.parts.reader import (
 
 #: The claims this part tests (rho.report.claims).
 CLAIMS = ("C3", "C4", "C13", "C15")
-#: Per-part file of wall-clock measurements (C13), ignored by git and DVC.
+#: Per-part file of wall-clock measurements (C13): committed as a measurement, ignored by DVC.
 STEP_TIME_FILE = "step_time.json"
 
 

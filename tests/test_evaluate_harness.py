@@ -77,6 +77,8 @@ def test_run_lm_eval_matches_our_likelihood_scoring(tmp_path: Path) -> None:
         assert theirs == pytest.approx(list(o.logprobs), abs=1e-3)
     acc = sum(o.correct for o in ours) / len(ours)
     assert table.loc[table.metric == "acc", "value"].iloc[0] == pytest.approx(acc)
+    # each document's own score is kept (the paired SLM - CLM comparison reads it)
+    assert [s["acc"] for s in samples] == [float(o.correct) for o in ours]
     saved = pd.read_csv(tmp_path / "out" / "lm_eval_results.csv")
     assert saved["metric"].tolist() == ["acc", "acc_norm"]
 

@@ -17,6 +17,7 @@ from rho.evaluate.choice import score_choices
 from rho.evaluate.likelihood import continuation_logliks
 from rho.evaluate.records import RecordError
 from rho.evaluate.results import format_table, metric_row, write_results
+from rho.evaluate.shared_context import shared_context_logliks
 from rho.evaluate.tasks import TaskSpec
 
 
@@ -61,6 +62,51 @@ def test_long_context_is_cut_from_the_left() -> None:
     model = make_model(len(tok), window=16)
     (ll,) = continuation_logliks(model, tok, [("Tom has 3 apples. " * 20, " 7")], progress=False)
     assert math.isfinite(ll.logprob) and ll.n_tokens >= 1
+
+
+def test_shared_context_logliks_equal_the_pairwise_ones(tiny) -> None:
+    model, tok = tiny
+    groups = [
+        ("Question: x?\nAnswer:", [" 7", " 12 apples.", " 3 + 4 = 7. The answer is 7."]),
+        ("The answer is ", ["7", "12"]),  # trailing space moves into each option
+        ("", ["Tom", "A shop"]),  # empty context: one conditioning token
+        ("A shop sells", [" pens"]),
+    ]
+    got = shared_context_logliks(model, tok, groups, batch_size=2, progress=False)
+    assert [len(g) for g in got] == [3, 2, 2, 1]
+    for (ctx, conts), lls in zip(groups, got):
+        want = continuation_logliks(model, tok, [(ctx, c) for c in conts], progress=False)
+        for a, b in zip(lls, want):
+            assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
+            assert (a.n_tokens, a.greedy) == (b.n_tokens, b.greedy)
+    with pytest.raises(ValueError, match="empty continuation"):
+        shared_context_logliks(model, tok, [("ctx", ["a", ""])], progress=False)
+    with pytest.raises(ValueError, match="no continuations"):
+        shared_context_logliks(model, tok, [("ctx", [])], progress=False)
+
+
+def test_shared_context_cuts_the_context_by_the_longest_option() -> None:
+    tok = make_tokenizer()
+    model = make_model(len(tok), window=16)
+    ctx, short, long_ = "Tom has 3 apples. " * 20, " 7", " 3 + 4 = 7 apples"
+    (lls,) = shared_context_logliks(model, tok, [(ctx, [short, long_])], progress=False, max_length=16)
+    # both options see the context cut to fit the longest one: pairwise scoring of the long option
+    # (cut by its own length) is identical, the short one sees the same shorter context
+    (want_long,) = continuation_logliks(model, tok, [(ctx, long_)], progress=False, max_length=16)
+    assert lls[1].logprob == pytest.approx(want_long.logprob, abs=1e-4)
+    n_long = lls[1].n_tokens
+    cut = tok(ctx.rstrip())["input_ids"][-(16 + 1 - n_long) :]
+    ids = torch.tensor([cut + tok(ctx + short)["input_ids"][len(tok(ctx.rstrip())["input_ids"]) :]])
+    with torch.no_grad():
+        logp = F.log_softmax(model(ids[:, :-1]).logits[0].float(), -1)
+    n = lls[0].n_tokens
+    manual = float(logp[-n:].gather(-1, ids[0, -n:, None])[:, 0].sum())
+    assert lls[0].logprob == pytest.approx(manual, abs=1e-4)
+    # an option longer than the window falls back to rolling windows (every token scored once)
+    very_long = " apples" * 30
+    (lls2,) = shared_context_logliks(model, tok, [(ctx, [short, very_long])], progress=False, max_length=16)
+    (want,) = continuation_logliks(model, tok, [(ctx, very_long)], progress=False, max_length=16)
+    assert lls2[1].logprob == pytest.approx(want.logprob, abs=1e-4) and lls2[1].n_tokens == want.n_tokens
 
 
 def test_multiple_choice_with_a_model_that_knows_the_answers() -> None:

@@ -12,6 +12,7 @@ from rho.analysis.errors import AnalysisInputError
 from rho.analysis.paired import (
     arm_matrix,
     compare_arms,
+    lm_eval_outcomes,
     mcnemar_exact,
     paired_difference,
     problem_outcomes,
@@ -26,6 +27,26 @@ def _outcomes(correct: dict[str, list[int]]) -> pd.DataFrame:
         for i, c in enumerate(cs)
     ]
     return pd.DataFrame(rows)
+
+
+def test_lm_eval_outcomes_reads_per_document_scores(tmp_path):
+    rows = [
+        {"task": "rho_prose_next", "doc_id": 0, "acc": 1.0, "acc_norm": 0.0},
+        {"task": "rho_prose_next", "doc_id": 1, "acc": 0.0},
+        {"task": "rho_prose_ppl", "doc_id": 0, "target": "x"},  # perplexity: no acc, left out
+        {"task": "rho_code_next", "doc_id": 0, "acc": 1.0},
+    ]
+    with pytest.raises(AnalysisInputError, match="lm_eval_samples.jsonl"):
+        lm_eval_outcomes(tmp_path)
+    (tmp_path / "lm_eval_samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    df = lm_eval_outcomes(tmp_path)
+    assert df.to_dict("records") == [
+        {"task": "rho_prose_next", "id": "0", "correct": 1.0},
+        {"task": "rho_prose_next", "id": "1", "correct": 0.0},
+        {"task": "rho_code_next", "id": "0", "correct": 1.0},
+    ]
+    assert lm_eval_outcomes(tmp_path, metric="acc_norm")["correct"].tolist() == [0.0]
+    assert lm_eval_outcomes(tmp_path, tasks=["rho_code_next"])["id"].tolist() == ["0"]
 
 
 def test_problem_outcomes_reads_completions(tmp_path):

@@ -72,3 +72,16 @@ def test_stale_run_directory_is_replaced_when_its_inputs_change(tmp_path):
     assert not (out / "ckpt").exists()
     assert (out / "inputs.json").is_file()
     assert (out / "rho_run.json").is_file()  # rho.train may write into it
+
+
+def test_eval_limit_gives_the_judged_pairs_the_full_problem_count():
+    study = Study.load(ROOT / "params.yaml", profile="mini")
+    full, side = study.sizes["eval_limit"], study.sizes["side_eval_limit"]
+    assert full > side
+    parts = {r: study.run_spec(r)["part"] for r in study.run_names}
+    for run, part in parts.items():
+        want = full if part in ("math_cpt", "general_cpt", "weak_to_strong") else side
+        assert stages.eval_limit(study, run) == want, run
+    assert stages.eval_limit(study, "base") == full
+    assert stages.eval_limit(study, "reference") == side
+    assert {"general_cpt", "weak_to_strong", "ratio_ablation"} <= set(parts.values())

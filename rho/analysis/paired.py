@@ -54,6 +54,29 @@ def problem_outcomes(eval_dir: str | os.PathLike, tasks: Iterable[str] | None = 
     return df.reset_index(drop=True)
 
 
+def lm_eval_outcomes(
+    samples_dir: str | os.PathLike, tasks: Iterable[str] | None = None, metric: str = "acc"
+) -> pd.DataFrame:
+    """Per-document outcomes of an lm-eval run: columns task, id (``doc_id``), correct (0/1).
+
+    Reads ``<samples_dir>/lm_eval_samples.jsonl`` (:func:`rho.evaluate.run_lm_eval` with
+    ``out_dir``); documents without ``metric`` (e.g. perplexity tasks) are left out.
+    """
+    path = Path(samples_dir) / "lm_eval_samples.jsonl"
+    if not path.is_file():
+        raise AnalysisInputError(
+            f"no per-document lm-eval records at {path}: run lm-eval with out_dir (rho.evaluate.run_lm_eval)"
+        )
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    df = pd.DataFrame(
+        [{"task": r["task"], "id": str(r["doc_id"]), OUTCOME: float(r[metric])} for r in rows if metric in r],
+        columns=["task", "id", OUTCOME],
+    )
+    if tasks is not None:
+        df = df[df["task"].isin(list(tasks))]
+    return df.reset_index(drop=True)
+
+
 def arm_matrix(outcomes: Sequence[pd.DataFrame]) -> pd.DataFrame:
     """Stack one arm's per-seed outcomes: index (task, id), one column per seed (0/1)."""
     if not outcomes:

@@ -3,7 +3,10 @@
 The context is the few-shot prompt ending with the question; each option is scored as the
 continuation ``target.format(solution=option)`` (by default ``" " + option``). ``acc`` takes
 the option with the highest summed log-probability; ``acc_norm`` divides it by the option's
-length in characters first (lm-eval's length normalisation).
+length in characters first (lm-eval's length normalisation). The prompt runs through the model
+once per question and its key/value cache is shared by the options
+(:func:`rho.evaluate.shared_context.shared_context_logliks`): the same numbers as scoring each pair
+alone, up to float rounding.
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rho.evaluate.likelihood import continuation_logliks
 from rho.evaluate.prompts import build_prompt
 from rho.evaluate.records import EvalRecord
+from rho.evaluate.shared_context import shared_context_logliks
 from rho.evaluate.tasks import TaskError, TaskSpec
 
 __all__ = ["ChoiceResult", "score_choices"]
@@ -64,22 +67,21 @@ def score_choices(
             f"task {spec.name!r}: records {bad[:5]} have no choices/label; multiple-choice tasks need both"
         )
     prompts = [build_prompt(spec, shots, r, tokenizer, max_prompt_tokens).text for r in records]
-    pairs = [(p, spec.target.format(solution=c)) for r, p in zip(records, prompts) for c in r.choices or ()]
-    lls = continuation_logliks(
+    groups = [
+        (p, [spec.target.format(solution=c) for c in r.choices or ()]) for r, p in zip(records, prompts)
+    ]
+    per_record = shared_context_logliks(  # the prompt runs once per question, shared by its options
         model,
         tokenizer,
-        pairs,
+        groups,
         batch_size=batch_size,
         progress=progress,
         desc=f"{spec.name} choices",
         max_length=context_length,
     )
     results = []
-    pos = 0
-    for r, p in zip(records, prompts):
-        n = len(r.choices or ())
-        lp = [ll.logprob for ll in lls[pos : pos + n]]
+    for r, p, lls in zip(records, prompts, per_record):
+        lp = [ll.logprob for ll in lls]
         norm = [v / max(1, len(c)) for v, c in zip(lp, r.choices or ())]
-        pos += n
         results.append(ChoiceResult(r, p, tuple(lp), _argmax(lp), _argmax(norm)))
     return results

@@ -74,6 +74,10 @@ def tidy_lm_eval(results: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+#: Per-document metrics copied into ``lm_eval_samples.jsonl`` (paired comparisons read ``acc``).
+SAMPLE_METRICS = ("acc", "acc_norm", "exact_match")
+
+
 def run_lm_eval(
     model_path: str | os.PathLike,
     tasks: str | Sequence[str],
@@ -95,8 +99,8 @@ def run_lm_eval(
         include_path: folder of extra task YAMLs (e.g. ``<data_root>/eval/lm_eval``).
         limit: examples per task (int) or fraction (float), as lm-eval takes it.
         out_dir: if given, ``lm_eval_results.csv`` and the per-example records
-            ``lm_eval_samples.jsonl`` (task, doc_id, doc, target, filtered_resps) are written there
-            atomically.
+            ``lm_eval_samples.jsonl`` (task, doc_id, doc, target, filtered_resps and the document's
+            own ``acc`` / ``acc_norm`` / ``exact_match``) are written there atomically.
         bootstrap_iters: lm-eval's bootstrap for stderr of non-mean metrics (mean metrics use
             the closed form); missing accuracy stderrs are filled with the binomial formula.
         max_length: the context the model was trained on; lm-eval truncates contexts from the left
@@ -221,6 +225,9 @@ def _write_outputs(out: Path, table: pd.DataFrame, samples: dict[str, list[dict[
     with atomic_path(out / "lm_eval_samples.jsonl") as tmp, tmp.open("w") as f:
         for task, rows in samples.items():
             for row in rows:
-                f.write(json.dumps({"task": task, **{k: row.get(k) for k in keep}}, default=str) + "\n")
+                scores = {k: row[k] for k in SAMPLE_METRICS if k in row}  # the document's own score
+                f.write(
+                    json.dumps({"task": task, **{k: row.get(k) for k in keep}, **scores}, default=str) + "\n"
+                )
     with atomic_path(out / "lm_eval_results.csv") as tmp:
         table.to_csv(tmp, index=False)

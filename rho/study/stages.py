@@ -160,7 +160,8 @@ def evaluate_run(study: Study, run: str, *, batch_size: int | None = None) -> Pa
     parts in :data:`CURVE_PARTS`, ``curve.csv`` (accuracy per task at every snapshot; the snapshots
     before the last answer the first ``curve_eval_limit`` problems per task, the last point is the
     final evaluation; downstream loss also reads the first ``curve_eval_limit`` problems, since it is
-    computed at every snapshot). ``batch_size`` defaults to the profile's ``eval_batch_size`` (16).
+    computed at every snapshot), and for ``general_cpt`` runs ``general.csv`` with lm-eval's
+    per-document records under ``general/``. ``batch_size`` defaults to the profile's ``eval_batch_size`` (16).
     """
     from rho.evaluate import PAPER_GENERAL_TASKS, downstream_loss, evaluate_model, run_lm_eval
 
@@ -224,18 +225,24 @@ def evaluate_run(study: Study, run: str, *, batch_size: int | None = None) -> Pa
                 limit=limit,
                 batch_size=batch_size,
                 max_length=context,
+                out_dir=tmp / "general",  # per-document outcomes: SLM vs CLM paired on the same documents
             )
             general.insert(0, "run", run)
             general.to_csv(tmp / "general.csv", index=False)
     return out
 
 
+#: Parts whose runs are evaluated on ``eval_limit`` problems: the main comparison (Table 1) and the
+#: two single-run comparisons the scorecard judges (C6 general CPT, C12 weak-to-strong).
+FULL_EVAL_PARTS = ("math_cpt", "general_cpt", "weak_to_strong")
+
+
 def eval_limit(study: Study, run: str) -> int | None:
-    """Problems per task for a run's final evaluation: ``eval_limit`` for the base and the math
-    continual-pretraining runs (the main comparison, Table 1), ``side_eval_limit`` (when set) for the
-    other runs (reference, general, self-reference, ratio ablation, weak-to-strong)."""
+    """Problems per task for a run's final evaluation: ``eval_limit`` for the base and the runs of
+    :data:`FULL_EVAL_PARTS`, ``side_eval_limit`` (when set) for the other runs (reference,
+    self-reference, ratio ablation and other ablations)."""
     z = study.sizes
-    main = run == "base" or (run in study.run_names and study.run_spec(run)["part"] == "math_cpt")
+    main = run == "base" or (run in study.run_names and study.run_spec(run)["part"] in FULL_EVAL_PARTS)
     return z.get("eval_limit") if main or z.get("side_eval_limit") is None else z["side_eval_limit"]
 
 

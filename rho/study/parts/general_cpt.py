@@ -13,6 +13,7 @@ from rho.study.parts.reader import (
     eval_results,
     mean_stderr,
     part_dir,
+    table1_tasks,
     titled,
     write_measured,
     write_table3,
@@ -75,6 +76,28 @@ def figure5_table(
     return wide, measured
 
 
+def run_outcomes(study: Study, run: str) -> pd.DataFrame:
+    """Per-problem outcomes of a run on the tasks of the `all` average: the Table-1 math problems and
+    the general (lm-eval) documents with an ``acc``, as columns task, id, correct."""
+    from rho.analysis.paired import lm_eval_outcomes, problem_outcomes
+
+    frames = [problem_outcomes(study.eval_dir(run), table1_tasks(study, run))]
+    general = study.eval_dir(run) / "general"
+    if general.is_dir():
+        frames.append(lm_eval_outcomes(general))
+    return pd.concat(frames, ignore_index=True)
+
+
+def paired_all_average(study: Study, clm: str, slm: str) -> dict[str, Any]:
+    """SLM - CLM on the `all` average, paired on the same problems and documents (C6's margin).
+
+    Returns the :class:`rho.analysis.paired.PairedDiff` fields (``diff``, ``se``, McNemar's p, ...).
+    """
+    from rho.analysis.paired import paired_difference
+
+    return paired_difference([run_outcomes(study, clm)], [run_outcomes(study, slm)], seed=0).to_dict()
+
+
 def general_cpt_part(study: Study) -> dict[str, Any]:
     """Sec. 3.3, Figure 5: CLM vs SLM on the 6:3:1 general mix; math and general (lm-eval) tasks."""
     from rho.report.plots import benchmark_bars
@@ -95,5 +118,7 @@ def general_cpt_part(study: Study) -> dict[str, Any]:
         allres, title=titled(study, "Figure 5 analog: CLM vs SLM after general continual pretraining")
     )
     save_figure(fig, d / "figure5_bars.png")
+    paired = paired_all_average(study, clm, slm)
+    measured["general_acc_diff_se"] = float(paired["se"])  # C6's margin: the paired difference's
     write_measured(study, "general_cpt", measured)
-    return {"table": wide, "figure": fig, "measured": measured, "results": allres}
+    return {"table": wide, "figure": fig, "measured": measured, "results": allres, "paired": paired}

@@ -18,6 +18,7 @@ from rho.study.parts.reader import (
     average_accuracy,
     avg_curve,
     eval_results,
+    label_arms,
     paired_comparisons,
     paper_rows,
     part_dir,
@@ -122,14 +123,18 @@ def measured_of(
     clm_final = float(mean[clm])
     arm_curve = arm_curves(curves, cr["arms"])
     slm_curve = arm_curve[arm_curve["run"] == slm]
+    clm_curve = arm_curve[arm_curve["run"] == clm].sort_values("tokens")
+    # C4 compares curves of the same seeds: CLM's final point on its own curve (its curve runs' final
+    # evaluation), not the mean over all of CLM's seeds
+    clm_curve_final = float(clm_curve["acc"].iloc[-1]) if len(clm_curve) else clm_final
     m = {
         "clm_avg_acc": clm_final,
         "slm_avg_acc": float(mean[slm]),
         "avg_acc_diff_se": float(pr.loc[(clm, slm), "se"]),
         "n_seeds": int(summary.set_index("arm").loc[slm, "n_seeds"]),
-        "clm_curve": arm_curve[arm_curve["run"] == clm][["tokens", "acc"]].values.tolist(),
+        "clm_curve": clm_curve[["tokens", "acc"]].values.tolist(),
         "slm_curve": slm_curve[["tokens", "acc"]].values.tolist(),
-        "slm_tokens_to_clm_final": tokens_to_reach(slm_curve, clm_final),
+        "slm_tokens_to_clm_final": tokens_to_reach(slm_curve, clm_curve_final),
         "selected_frac": selected_fraction(study, cr["slm_run"]),
         "target_ratio": float(study.run_spec(cr["slm_run"])["ratio"]),
     }
@@ -143,8 +148,7 @@ def measured_of(
 
 def arm_curves(curves: pd.DataFrame, by_arm: dict[str, list[str]]) -> pd.DataFrame:
     """Accuracy curves averaged over each arm's seeds at every token count (``run`` = arm)."""
-    to_arm = {r: a for a, rs in by_arm.items() for r in rs}
-    c = curves[curves["run"].isin(to_arm)].assign(run=lambda d: d["run"].map(to_arm))
+    c = label_arms(curves, by_arm)
     return c.groupby(["run", "tokens"], sort=False, as_index=False).agg(
         acc=("acc", "mean"), stderr=("stderr", "mean")
     )

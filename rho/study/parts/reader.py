@@ -317,13 +317,18 @@ def arms(study: Study, runs: Sequence[str]) -> dict[str, list[str]]:
     return out
 
 
+def label_arms(df: pd.DataFrame, by_arm: dict[str, list[str]]) -> pd.DataFrame:
+    """The rows of ``df`` whose ``run`` belongs to an arm of ``by_arm``, with ``run`` set to the arm."""
+    to_arm = {r: a for a, rs in by_arm.items() for r in rs}
+    return df[df["run"].isin(to_arm)].assign(run=lambda d: d["run"].map(to_arm))
+
+
 def arm_results(results: pd.DataFrame, by_arm: dict[str, list[str]]) -> pd.DataFrame:
     """Per arm and task, the mean over its seeds of the primary metric (``run`` holds the arm name).
 
     ``stderr`` is the per-task stderr of one seed (the problem noise of one evaluation).
     """
-    to_arm = {r: a for a, rs in by_arm.items() for r in rs}
-    r = results[results["run"].isin(to_arm)].assign(run=lambda d: d["run"].map(to_arm))
+    r = label_arms(results, by_arm)
     keys = ["run", "task", "role", "metric", "in_table1"]
     out = r.groupby(keys, sort=False, as_index=False).agg(
         value=("value", "mean"), stderr=("stderr", "mean"), n=("n", "first")

@@ -11,7 +11,9 @@ With ``--accum 2`` it also times the global selection over accumulated micro-bat
 needs a no-grad scoring pass (one extra forward per micro-batch, expected about +1/3), and the
 ``micro`` and ``carry`` scopes, which need none.  Every mode takes its per-token losses from the
 hidden states (``fused_loss=auto``: no logits tensor; SLM's head backward visits only the selected
-tokens); ``--logits-baseline`` adds CLM through the model's logits (``fused_loss=off``).
+tokens); ``--logits-baseline`` adds CLM through the model's logits (``fused_loss=off``), and
+``--sparse-layers`` adds ``slm layers``: SLM with ``sparse_backward=layers`` (the Collider
+approximation: the layers' weight gradients over the selected tokens only).
 
     python benchmarks/bench_slm_step.py                      # CPU, llama-mini
     python benchmarks/bench_slm_step.py --device cuda --model llama-100m --block-size 1024 --vocab 32000
@@ -66,6 +68,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also time CLM through the logits path (fused_loss=off)",
     )
+    p.add_argument(
+        "--sparse-layers",
+        action="store_true",
+        help="also time SLM with sparse_backward=layers (global scope)",
+    )
     return p
 
 
@@ -109,13 +116,23 @@ def _setup(tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
-def _modes(accums: list[int], logits_baseline: bool = False) -> list[tuple[str, int, dict[str, Any]]]:
+def _modes(
+    accums: list[int], logits_baseline: bool = False, sparse_layers: bool = False
+) -> list[tuple[str, int, dict[str, Any]]]:
     out = []
     for a in accums:
         out.append(("clm", a, {"objective": "clm"}))
         if logits_baseline:
             out.append(("clm logits", a, {"objective": "clm", "fused_loss": "off"}))
         out.append(("slm global", a, {"objective": "slm", "selection": {"scope": "global"}}))
+        if sparse_layers:
+            out.append(
+                (
+                    "slm layers",
+                    a,
+                    {"objective": "slm", "sparse_backward": "layers", "selection": {"scope": "global"}},
+                )
+            )
         if a > 1:
             out.append(("slm micro", a, {"objective": "slm", "selection": {"scope": "micro"}}))
             out.append(("slm carry", a, {"objective": "slm", "selection": {"scope": "carry"}}))
@@ -149,7 +166,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     """Time CLM and SLM steps alternately; print and return the table of medians and ratios."""
     args = _parser().parse_args(argv)
     torch.set_num_threads(args.threads)
-    modes = _modes(args.accum, args.logits_baseline)
+    modes = _modes(args.accum, args.logits_baseline, args.sparse_layers)
     times: dict[tuple[str, int], list[float]] = {(m, a): [] for m, a, _ in modes}
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td)

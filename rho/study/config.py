@@ -397,4 +397,6 @@ class Study:
         )
         if spec["objective"] != "clm" and "scorer" in spec:
             kwargs["scores"] = str(self.scores_dir(spec["scorer"]))
+        if "sparse_backward" in spec:  # slm_variants only (the schema): exact | layers
+            kwargs["sparse_backward"] = str(spec["sparse_backward"])
         return TrainConfig(**kwargs)

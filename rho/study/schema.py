@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rho.selection import COMBINE_OPS, SCOPES, SCORE_KINDS, SelectionError, check_knob
+from rho.train.config import SPARSE_BACKWARD_MODES
 
 #: Names that become path components (profiles, runs, scorers, notebook parts): no separators, no dots.
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -163,6 +164,8 @@ _VARIANT_OPTIONAL = {
     "score2": _knob("score2"),
     "ratio2": _knob("ratio2"),
     "op": _knob("op"),
+    # the Collider approximation of the layers' backward (rho.train.sparse_layers); default exact
+    "sparse_backward": Value("choice", choices=SPARSE_BACKWARD_MODES),
 }
 _PROFILE = Section(
     required={

@@ -36,6 +36,7 @@ __all__ = [
     "OBJECTIVES",
     "SCOPES",
     "SCORE_KINDS",
+    "SPARSE_BACKWARD_MODES",
     "ConfigError",
     "TrainConfig",
     "merge_overrides",
@@ -55,6 +56,9 @@ LEGACY_SELECTION_KEYS = {
     "reweight_temperature": "temperature",
 }
 FUSED_LOSS_MODES = ("auto", "off")
+#: ``sparse_backward``: ``exact`` (the head's backward skips unselected tokens, exactly; layers
+#: dense) or ``layers`` (also the layers' weight gradients, an approximation: rho.train.sparse_layers).
+SPARSE_BACKWARD_MODES = ("exact", "layers")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16")
 BACKENDS = ("auto", "gloo", "nccl")
@@ -87,6 +91,12 @@ class TrainConfig:
     the initialisation of a preset model and the ``random`` selection.  ``extra`` is free-form
     metadata kept with the run (e.g. the study profile); like every other field, changing it
     forbids resuming.
+
+    ``sparse_backward``: ``exact`` (default; the fused head's backward visits only the selected
+    tokens and every gradient is exact) or ``layers`` (SLM only: the Collider approximation, every
+    linear layer of the transformer also drops the unselected tokens' rows from its weight gradient;
+    see :mod:`rho.train.sparse_layers`).  At its default it is left out of :meth:`to_dict`, so the
+    saved config of a run without it is what it was before the field existed.
     """
 
     # what to train, on what
@@ -122,6 +132,7 @@ class TrainConfig:
     # execution
     chunk_size: int | None = None
     fused_loss: str = "auto"
+    sparse_backward: str = "exact"
     device: str = "auto"
     dtype: str = "auto"
     dist_backend: str = "auto"
@@ -160,6 +171,12 @@ class TrainConfig:
                 "(score random needs none)"
             )
         _choice("fused_loss", self.fused_loss, FUSED_LOSS_MODES)
+        _choice("sparse_backward", self.sparse_backward, SPARSE_BACKWARD_MODES)
+        if self.sparse_backward == "layers" and self.objective != "slm":
+            raise ConfigError(
+                f"sparse_backward=layers drops the unselected tokens of SLM; objective={self.objective} "
+                "selects no tokens to drop: use sparse_backward=exact (the default) or objective=slm"
+            )
         _choice("device", self.device, DEVICES)
         _choice("dtype", self.dtype, DTYPES)
         _choice("dist_backend", self.dist_backend, BACKENDS)
@@ -223,6 +240,8 @@ class TrainConfig:
         """Plain-JSON dict of every field (tuples become lists, ``selection`` a nested dict)."""
         d = dataclasses.asdict(self)
         d["betas"] = list(self.betas)
+        if d["sparse_backward"] == "exact":  # the default: saved configs stay as they were before it
+            del d["sparse_backward"]
         return d
 
     @classmethod

@@ -58,6 +58,7 @@ from rho.train.distributed import (
 from rho.train.metrics import TIMING_LOG, JsonlLog, StepStats
 from rho.train.objective import Objective, StepSelector
 from rho.train.schedule import lr_at
+from rho.train.sparse_layers import SparseLayers
 
 
 class TrainingDivergedError(ValueError):
@@ -207,6 +208,17 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> TrainResult:
         or (objective.objective == "slm" and objective.selection.ratio >= 1.0),
     )
 
+    # sparse_backward=layers (SLM only, an approximation): the layers' weight gradients sum over the
+    # selected tokens only (rho.train.sparse_layers); exact (the default) installs nothing.
+    sparse_layers = None
+    if cfg.sparse_backward == "layers":
+        if ctx.parallel == "fsdp" and ctx.is_distributed:
+            raise ConfigError(
+                "sparse_backward=layers does not support FSDP-sharded models; use parallel=ddp or "
+                "sparse_backward=exact"
+            )
+        sparse_layers = SparseLayers.install(model)
+
     def per_token_loss(batch: Batch) -> torch.Tensor:
         with autocast():
             return head_loss(model, batch.input_ids, batch.labels)
@@ -234,7 +246,8 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> TrainResult:
                 tok_loss = per_token_loss(batch)
                 weight, denom = selector.weights(m, tok_loss.detach())
                 loss = selected_loss_sum(tok_loss * weight, weight > 0) / denom
-                loss.backward()
+                with sparse_layers.rows(weight > 0) if sparse_layers else contextlib.nullcontext():
+                    loss.backward()
             stats.add(tok_loss, weight, selector.valid[m], batch.provenance)
         record = stats.reduce(ctx, label_names)
 
@@ -287,6 +300,8 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> TrainResult:
             save_hf(ckpt_io.snapshot_path(out, state.tokens_seen))
             state.last_snapshot_tokens = state.tokens_seen
     bar.close()
+    if sparse_layers is not None:
+        sparse_layers.uninstall()
 
     # ---------------------------------------------------------------- 4. final model
     ran = resumed_from is None or state.step > resumed_from

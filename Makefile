@@ -43,8 +43,14 @@ sysdeps:
 test: $(STAMP) sysdeps
 	$(BIN)/python -m pytest -q -ra
 
+# The stages run through a fork server (rho.study.server): torch and transformers are imported once,
+# not once per stage; the outputs are the same bytes (tests/test_study_smoke.py checks it). A stage
+# that finds no server runs in its own process, as `dvc repro` alone does.
 study: $(STAMP)
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+	@PATH="$(abspath $(BIN)):$$PATH"; export PATH; \
+	python -m rho.study serve --idle-timeout 1800 & srv=$$!; \
+	trap 'kill $$srv 2>/dev/null' EXIT INT TERM; \
+	RHO_STUDY_SERVER=default dvc repro
 
 lint: $(STAMP)
 	$(BIN)/ruff check rho tests benchmarks

@@ -12,10 +12,11 @@
 #
 # Steps (each under its own time limit; a failing step is reported and the others still run):
 #   1. CUDA/bf16 tests: tests/test_loss_linear.py (incl. the cce/liger backends when installed),
-#      tests/test_head.py, tests/test_loss.py, tests/test_train_scope.py
+#      tests/test_head.py, tests/test_loss.py, tests/test_train_scope.py, tests/test_sparse_layers.py
 #   2. linear_token_loss vs dense lm_head, vocab 32000, 8192 tokens, bf16 (peak memory, time)
 #   3. chunked vs unchunked token_loss (bench_loss_memory)
-#   4. SLM/CLM optimizer step, ratio 0.6: llama-mini-l at vocab 32000 (head-heavy), grad_accum 1 and 8
+#   4. SLM/CLM optimizer step, ratio 0.6: llama-mini-l at vocab 32000 (head-heavy), grad_accum 1 and 8,
+#      with the Collider approximation (sparse_backward=layers) beside the exact sparse backward
 #   5. a short CLM vs SLM training comparison on data with known noise (bench_clm_vs_slm)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -39,11 +40,11 @@ fi
 REPORT="$OUT/gpu_check_${GPU}.md"
 if [ -n "${SMALL:-}" ]; then  # CPU dry run: same steps, tiny sizes
   LIN="--tokens 512 --vocab 4000 --hidden 64 --reps 1"; MEM="--tokens 256 --vocab 4000 --chunk-size 128"
-  STEP="--model llama-smoke --vocab 512 --block-size 32 --micro-batch 2 --accum 1 2 --steps 2 --rounds 1"
+  STEP="--model llama-smoke --vocab 512 --block-size 32 --micro-batch 2 --accum 1 2 --steps 2 --rounds 1 --sparse-layers"
   CMP="--steps 4"
 else
   LIN="--tokens 8192 --vocab 32000 --hidden 2048 --dtype bfloat16 --reps 5"; MEM="--tokens 8192 --vocab 32000"
-  STEP="--model llama-mini-l --vocab 32000 --block-size 1024 --micro-batch 8 --accum 1 8 --steps 4 --rounds 2 --logits-baseline"
+  STEP="--model llama-mini-l --vocab 32000 --block-size 1024 --micro-batch 8 --accum 1 8 --steps 4 --rounds 2 --logits-baseline --sparse-layers"
   CMP="--model llama-mini --vocab 32000 --block-size 256 --micro-batch 16 --steps 150 --lr 1e-3"
 fi
 {
@@ -64,7 +65,7 @@ step() {  # step NAME SECONDS CMD...
   { echo '```'; echo; echo "exit $rc, $((SECONDS - t0)) s"; echo; } >> "$REPORT"
   [ $rc -eq 0 ] || FAILED+=("$name")
 }
-step tests 120 $PY -m pytest -q -p no:cacheprovider tests/test_loss_linear.py tests/test_head.py tests/test_loss.py tests/test_train_scope.py
+step tests 120 $PY -m pytest -q -p no:cacheprovider tests/test_loss_linear.py tests/test_head.py tests/test_loss.py tests/test_train_scope.py tests/test_sparse_layers.py
 step linear_loss 60 $PY benchmarks/bench_linear_loss.py --device "$DEVICE" $LIN
 step chunked_token_loss 45 $PY benchmarks/bench_loss_memory.py --device "$DEVICE" $MEM
 step slm_step 120 $PY benchmarks/bench_slm_step.py --device "$DEVICE" --ratio 0.6 $STEP

@@ -73,7 +73,9 @@ def test_parts_export_the_runs_they_report() -> None:
     assert part_runs(study, "math_cpt") == study.runs_of("math_cpt")
     assert {"math_clm", "math_slm", "math_slm_70", "math_random"} <= set(part_runs(study, "math_cpt"))
     assert part_runs(study, "reference_model") == ["reference"]
-    assert part_runs(study, "analysis") == study.runs_of("ratio_ablation") + study.runs_of("weak_to_strong")
+    assert part_runs(study, "analysis") == (
+        study.runs_of("ratio_ablation") + study.runs_of("weak_to_strong") + study.runs_of("sparse_backward")
+    )
 
 
 def test_notebook_stages_depend_on_the_runs_they_read() -> None:

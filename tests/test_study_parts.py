@@ -201,3 +201,25 @@ def test_each_notebook_calls_its_own_part_and_only_names_that_exist(part: str) -
     claims = getattr(modules["part"], "CLAIMS", ())
     if claims:
         assert "claim_verdicts" in used, f"{name} does not show the verdict of {claims}"
+
+
+def test_sparse_backward_ablation_pairs_each_approximate_run_with_the_exact_run_of_its_seed() -> None:
+    from rho.study import Study
+    from rho.study.parts.sparse_backward import PART, ablation_pairs
+
+    study = Study.load(ROOT / "params.yaml", profile="mini")
+    pairs = ablation_pairs(study)
+    assert pairs and all(study.run_spec(a)["part"] == PART for _, a in pairs)
+    for exact, approx in pairs:
+        e, a = study.run_spec(exact), study.run_spec(approx)
+        assert e["group"] == "slm_runs" and e["part"] == "math_cpt"
+        assert a.get("sparse_backward") == "layers" and e.get("sparse_backward", "exact") == "exact"
+        assert e.get("seed", study.seed) == a.get("seed", study.seed)
+        # only the approximation differs: same corpus, base, scorer, score and ratio
+        assert (e["corpus"], e["base"], e["scorer"], e["score"], e["ratio"]) == (
+            a["corpus"],
+            a["base"],
+            a["scorer"],
+            a["score"],
+            a["ratio"],
+        )

@@ -80,7 +80,7 @@ def test_eval_limit_gives_the_judged_pairs_the_full_problem_count():
     assert full > side
     parts = {r: study.run_spec(r)["part"] for r in study.run_names}
     for run, part in parts.items():
-        want = full if part in ("math_cpt", "general_cpt", "weak_to_strong") else side
+        want = full if part in ("math_cpt", "general_cpt", "weak_to_strong", "sparse_backward") else side
         assert stages.eval_limit(study, run) == want, run
     assert stages.eval_limit(study, "base") == full
     assert stages.eval_limit(study, "reference") == side

@@ -20,7 +20,7 @@ PART_RUN_GROUPS: dict[str, tuple[str, ...]] = {
     "math_cpt": ("math_cpt",),
     "general_cpt": ("general_cpt",),
     "self_reference": ("self_reference",),
-    "analysis": ("ratio_ablation", "weak_to_strong"),
+    "analysis": ("ratio_ablation", "weak_to_strong", "sparse_backward"),
 }
 SPECIAL_RUNS = ("base", "base_large", "reference")
 

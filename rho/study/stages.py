@@ -232,9 +232,10 @@ def evaluate_run(study: Study, run: str, *, batch_size: int | None = None) -> Pa
     return out
 
 
-#: Parts whose runs are evaluated on ``eval_limit`` problems: the main comparison (Table 1) and the
-#: two single-run comparisons the scorecard judges (C6 general CPT, C12 weak-to-strong).
-FULL_EVAL_PARTS = ("math_cpt", "general_cpt", "weak_to_strong")
+#: Parts whose runs are evaluated on ``eval_limit`` problems: the main comparison (Table 1), the
+#: two single-run comparisons the scorecard judges (C6 general CPT, C12 weak-to-strong) and the
+#: sparse-backward ablation (paired with the main SLM run on its problems).
+FULL_EVAL_PARTS = ("math_cpt", "general_cpt", "weak_to_strong", "sparse_backward")
 
 
 def eval_limit(study: Study, run: str) -> int | None:

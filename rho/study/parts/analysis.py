@@ -309,6 +309,14 @@ def analysis_part(study: Study, max_blocks: int | None = None) -> dict[str, Any]
         measured.update(w2s_measured)
         out["table5"] = t5
 
+    # Sparse backward ablation (issue 13): the Collider approximation vs the exact SLM run
+    from rho.study.parts.sparse_backward import write_ablation
+
+    sparse, sparse_measured, sparse_times = write_ablation(study, d)
+    measured.update(sparse_measured)
+    out["sparse_backward"] = sparse
+    out["sparse_backward_timing"] = sparse_times
+
     # Selection vs ground-truth noise (our addition): from the SLM run's per-label training counts
     kept, det = selection_vs_noise(study, slm, fx["shard"].label_names)  # owm_val shares owm's labels
     write_table3(

@@ -11,6 +11,7 @@ from rho.report.markdown import write_table
 from rho.report.plots import save_figure
 from rho.study.config import Study
 from rho.study.parts.reader import (
+    STEP_TIME_FILE,
     accuracy_wide,
     arm_results,
     arm_summary,
@@ -31,8 +32,6 @@ from rho.study.parts.reader import (
 
 #: The claims this part tests (rho.report.claims).
 CLAIMS = ("C3", "C4", "C13", "C15")
-#: Per-part file of wall-clock measurements (C13): committed as a measurement, ignored by DVC.
-STEP_TIME_FILE = "step_time.json"
 
 
 def compared_runs(study: Study) -> dict[str, Any]:

@@ -26,6 +26,9 @@ TABLE1_ROLES = ("gsm8k", "math", "svamp", "asdiv", "mawps", "tabmwp", "mathqa", 
 HELDOUT_TASKS = ("gsm_unseen",)
 #: Primary metric per task kind: free-form answers are exact match, multiple choice is accuracy.
 PRIMARY = {"exact_match", "acc"}
+#: Per-part file of wall-clock measurements (C13, the sparse-backward ablation): committed in git as
+#: a measurement, ignored by DVC (.dvcignore), so the reproducible results stay byte-identical.
+STEP_TIME_FILE = "step_time.json"
 
 
 def write_table3(df: pd.DataFrame, out_stem: str | Path, **kw: Any) -> tuple[Path, Path]:

@@ -81,18 +81,22 @@ def main(argv: list[str] | None = None) -> int:
         return code
     finally:
         if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
     return 0
 
 
 _TERMINATED: list[int] = []
 
 
-def _terminate_as_interrupt() -> object | None:
-    """Make SIGTERM raise ``KeyboardInterrupt`` (as Ctrl-C does) so the stage's cleanup runs.
+def _terminate_as_interrupt() -> dict[int, object] | None:
+    """Make SIGTERM and SIGINT raise ``KeyboardInterrupt`` directly, so the stage's cleanup runs.
 
     Python's default SIGTERM ends the process without running ``finally`` blocks: a notebook stage
-    would leave partial results.  Returns the previous handler (None outside the main thread).
+    would leave partial results.  SIGINT gets the same plain handler instead of Python's default
+    one, which some event-loop runners replace while they run (they cancel their task instead of
+    raising, and a notebook cell that blocks then outlives the interrupt).  Returns the previous
+    handlers by signal (None outside the main thread).
     """
     import threading
 
@@ -101,10 +105,11 @@ def _terminate_as_interrupt() -> object | None:
     _TERMINATED.clear()
 
     def handler(signum: int, _frame: object) -> None:
-        _TERMINATED.append(signum)
+        if signum == signal.SIGTERM:
+            _TERMINATED.append(signum)
         raise KeyboardInterrupt
 
-    return signal.signal(signal.SIGTERM, handler)
+    return {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
 
 
 def _run_stage(args: argparse.Namespace) -> None:

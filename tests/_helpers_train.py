@@ -162,6 +162,12 @@ def final_state(run_dir: Path) -> dict[str, Any]:
     return torch.load(Path(run_dir) / "ckpt" / "model.pt", map_location="cpu", weights_only=True)
 
 
+def make_slm_world(root: Path) -> Path:
+    """``root`` with ``tok/`` (tokenizer), ``shard/`` (a token shard) and ``scores/`` (its reference scores)."""
+    make_scores(root / "scores", make_shard(root / "shard", make_tokenizer(root / "tok")))
+    return root
+
+
 def make_scores(path: Path, shard: TokenShard, block_size: int = 16, seed: int = 99) -> Any:
     """Reference scores of ``shard`` from a randomly initialised ``llama-smoke`` (rho.scoring)."""
     from rho.models import build_model

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _helpers_train import base_config, make_scores, make_shard, make_tokenizer
+from _helpers_train import base_config, make_slm_world
 
 from rho.data.shards import ShardError, TokenShard
 from rho.io import JSONFileError, sha256_file
@@ -26,9 +26,7 @@ from rho.train import train
 @pytest.fixture()
 def world(tmp_path) -> Path:
     """A tokenizer, a shard and its reference scores (block size 16)."""
-    shard = make_shard(tmp_path / "shard", make_tokenizer(tmp_path / "tok"))
-    make_scores(tmp_path / "scores", shard)
-    return tmp_path
+    return make_slm_world(tmp_path)
 
 
 def _slm(tmp: Path) -> dict:

@@ -7,7 +7,7 @@ import copy
 
 import pytest
 import torch
-from _helpers_train import base_config, final_state, make_scores, make_shard, make_tokenizer
+from _helpers_train import base_config, final_state, make_slm_world
 from torch import nn
 
 from rho.loss import token_loss
@@ -189,11 +189,7 @@ def test_autocast_bf16_matches_the_plain_layer() -> None:
 # ------------------------------------------------------------------ config, study, training run
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("sparse_layers")
-    tok = make_tokenizer(tmp / "tok")
-    shard = make_shard(tmp / "shard", tok)
-    make_scores(tmp / "scores", shard)
-    return tmp
+    return make_slm_world(tmp_path_factory.mktemp("sparse_layers"))
 
 
 def _slm(data, out, **kw):

@@ -10,9 +10,7 @@ from _helpers_train import (
     ddp_worker,
     final_state,
     free_port,
-    make_scores,
-    make_shard,
-    make_tokenizer,
+    make_slm_world,
 )
 
 from rho.data.shards import TokenShard
@@ -29,10 +27,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ddp")
-    shard = make_shard(tmp / "shard", make_tokenizer(tmp / "tok"))
-    make_scores(tmp / "scores", shard)
-    return tmp
+    return make_slm_world(tmp_path_factory.mktemp("ddp"))
 
 
 def _run_two_ranks(cfg: dict, out) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _helpers_train import base_config, final_state, make_scores, make_shard, make_tokenizer
+from _helpers_train import base_config, final_state, make_scores, make_shard, make_slm_world, make_tokenizer
 
 from rho.data.shards import TokenShard
 from rho.models import build_model
@@ -17,11 +17,7 @@ from rho.train.metrics import read_log
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("slm")
-    tok = make_tokenizer(tmp / "tok")
-    shard = make_shard(tmp / "shard", tok)
-    make_scores(tmp / "scores", shard)
-    return tmp
+    return make_slm_world(tmp_path_factory.mktemp("slm"))
 
 
 def _slm(data, out, **kw):

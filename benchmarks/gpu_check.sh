@@ -40,11 +40,11 @@ fi
 REPORT="$OUT/gpu_check_${GPU}.md"
 if [ -n "${SMALL:-}" ]; then  # CPU dry run: same steps, tiny sizes
   LIN="--tokens 512 --vocab 4000 --hidden 64 --reps 1"; MEM="--tokens 256 --vocab 4000 --chunk-size 128"
-  STEP="--model llama-smoke --vocab 512 --block-size 32 --micro-batch 2 --accum 1 2 --steps 2 --rounds 1 --sparse-layers"
+  STEP="--model llama-smoke --vocab 512 --block-size 32 --micro-batch 2 --accum 1 2 --steps 2 --rounds 1 --sparse-layers --keep-softmax"
   CMP="--steps 4"
 else
   LIN="--tokens 8192 --vocab 32000 --hidden 2048 --dtype bfloat16 --reps 5"; MEM="--tokens 8192 --vocab 32000"
-  STEP="--model llama-mini-l --vocab 32000 --block-size 1024 --micro-batch 8 --accum 1 8 --steps 4 --rounds 2 --logits-baseline --sparse-layers"
+  STEP="--model llama-mini-l --vocab 32000 --block-size 1024 --micro-batch 8 --accum 1 8 --steps 4 --rounds 2 --logits-baseline --sparse-layers --keep-softmax"
   CMP="--model llama-mini --vocab 32000 --block-size 256 --micro-batch 16 --steps 150 --lr 1e-3"
 fi
 {

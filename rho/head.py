@@ -25,7 +25,9 @@ from rho.loss import linear_token_loss, token_loss
 
 log = logging.getLogger(__name__)
 
-MODES = ("auto", "off")
+#: ``auto``: fused when the head allows it; ``keep``: fused, keeping the softmax for a backward
+#: without recomputation (faster SLM steps, the logits path's memory); ``off``: always the logits.
+MODES = ("auto", "keep", "off")
 
 
 def linear_head(model: nn.Module) -> nn.Linear | None:
@@ -59,7 +61,8 @@ class HeadLoss:
     """Per-token float32 loss ``[B, T]`` of a model on aligned labels, fused when the head allows it.
 
     ``mode="auto"`` uses the fused path when :func:`linear_head` finds a plain linear head, the
-    model is not FSDP-sharded, and the one-time probe agrees; ``"off"`` always uses the logits.
+    model is not FSDP-sharded, and the one-time probe agrees; ``"keep"`` does the same and passes
+    ``keep_softmax=True`` (see :func:`~rho.loss.linear_token_loss`); ``"off"`` always uses the logits.
     ``backend`` and ``uniform_grad`` (True when every labelled token will get the same weight, as
     in CLM: the fused backward then costs what the dense one does) are passed to
     :func:`~rho.loss.linear_token_loss`.
@@ -79,10 +82,11 @@ class HeadLoss:
         self.chunk_size = chunk_size
         self.backend = backend
         self.uniform_grad = uniform_grad
-        self.head = linear_head(model) if mode == "auto" and not sharded else None
+        self.keep_softmax = mode == "keep"
+        self.head = linear_head(model) if mode != "off" and not sharded else None
         self._checked = False
         self.reason = "fused_loss=off" if mode == "off" else None
-        if mode == "auto" and self.head is None:
+        if mode != "off" and self.head is None:
             self.reason = (
                 "the model is FSDP-sharded" if sharded else "the output head is not a plain nn.Linear"
             )
@@ -143,4 +147,5 @@ class HeadLoss:
             bias=self.head.bias,
             backend=self.backend,
             uniform_grad=self.uniform_grad,
+            keep_softmax=self.keep_softmax,
         )

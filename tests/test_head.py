@@ -35,13 +35,14 @@ def _batch(seed: int = 1):
     return ids, labels
 
 
+@pytest.mark.parametrize("mode", ["auto", "keep"])
 @pytest.mark.parametrize("tie", [False, True])
-def test_fused_loss_and_grads_equal_the_logits_path(tie):
+def test_fused_loss_and_grads_equal_the_logits_path(tie, mode):
     model = _model(tie)
     ids, labels = _batch()
-    hl = HeadLoss(model)
+    hl = HeadLoss(model, mode)
     fused = hl(model, ids, labels)
-    assert hl.fused
+    assert hl.fused and hl.keep_softmax == (mode == "keep")
     w = torch.rand(labels.shape, generator=torch.Generator().manual_seed(2))
     w[:, ::3] = 0  # a selection: zero weight on a third of the tokens (sparse backward)
     (fused * w).sum().backward()
@@ -126,7 +127,9 @@ def test_training_with_the_fused_loss_matches_the_logits_path(tmp_path):
     common = dict(objective="slm", scores=str(tmp_path / "scores"), selection={"ratio": 0.6}, max_steps=3)
     train(base_config(tmp_path, out_dir=str(tmp_path / "a"), **common))
     train(base_config(tmp_path, out_dir=str(tmp_path / "b"), fused_loss="off", **common))
-    a, b = final_state(tmp_path / "a"), final_state(tmp_path / "b")
-    assert a.keys() == b.keys()
+    train(base_config(tmp_path, out_dir=str(tmp_path / "c"), fused_loss="keep", **common))
+    a, b, c = (final_state(tmp_path / d) for d in "abc")
+    assert a.keys() == b.keys() == c.keys()
     for k in a:  # equal up to float rounding (the fused path sums in another order)
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+        torch.testing.assert_close(c[k], b[k], rtol=1e-4, atol=1e-5, msg=k)

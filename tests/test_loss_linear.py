@@ -203,3 +203,41 @@ def test_uniform_grad_hint_skips_the_recomputation_and_stays_exact(monkeypatch, 
     gd = _grads((_dense(hidden, weight, b, labels) * up).sum(), hidden, weight, b)
     for a, e in zip(gf, gd, strict=True):
         torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("ratio", [0.4, 1.0])
+def test_keep_softmax_backward_needs_no_recomputation_and_is_exact(monkeypatch, bias, ratio):
+    hidden, weight, b, labels = _inputs(b=4, t=10, h=16, v=30, seed=5, bias=bias)
+    ref = torch.rand(labels.shape, generator=torch.Generator().manual_seed(6)) * 3
+    dense = _dense(hidden, weight, b, labels)
+    mask = topk_mask(score("excess", train_loss=dense, ref_loss=ref), ratio, labels != -100)
+    gd = _grads(masked_mean(dense, mask), hidden, weight, b)
+    rows_seen = []
+    real = loss_mod._chunk_logits
+
+    def counting(h, w, bb):
+        rows_seen.append(h.shape[0])
+        return real(h, w, bb)
+
+    monkeypatch.setattr(loss_mod, "_chunk_logits", counting)
+    fused = linear_token_loss(hidden, weight, labels, chunk_size=3, bias=b, keep_softmax=True)
+    torch.testing.assert_close(fused, dense, rtol=1e-5, atol=1e-5)
+    assert sum(rows_seen) == 40  # the forward's pass over every token
+    gf = _grads(masked_mean(fused, mask), hidden, weight, b)
+    assert sum(rows_seen) == 40  # the backward read the kept softmax: no logits recomputed
+    for a, e in zip(gf, gd, strict=True):
+        torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-6)
+    assert float(gf[0][~mask].abs().sum()) == 0.0  # unselected and ignored tokens get nothing
+
+
+def test_keep_softmax_is_ignored_without_autograd_and_with_uniform_grad():
+    hidden, weight, _, labels = _inputs(seed=8)
+    with torch.no_grad():
+        a = linear_token_loss(hidden, weight, labels, keep_softmax=True)
+    b = linear_token_loss(hidden, weight, labels, keep_softmax=True, uniform_grad=True)
+    torch.testing.assert_close(a, b.detach())
+    gk = _grads(masked_mean(b, labels != -100), hidden, weight)
+    gd = _grads(masked_mean(_dense(hidden, weight, None, labels), labels != -100), hidden, weight)
+    for x, e in zip(gk, gd, strict=True):
+        torch.testing.assert_close(x, e, rtol=1e-5, atol=1e-6)

@@ -36,7 +36,7 @@ def test_slm_runs_take_method_defaults_and_variants_their_own():
     study.validate()
     assert study.run_spec("math_slm")["ratio"] == 0.55
     assert study.run_spec("math_slm")["objective"] == "slm"
-    assert study.run_spec("ratio_80")["ratio"] == 0.8
+    assert study.run_spec("ratio_50")["ratio"] == 0.5
     assert study.run_spec("math_clm")["objective"] == "clm"
     assert "math_slm_70" in study.runs_of("math_cpt")
 
@@ -71,6 +71,22 @@ def test_learning_rates_come_from_the_profile():
     base, ref = mini.train_config("base"), mini.train_config("math_clm")
     assert base.lr == rates["base"] and ref.lr == rates["cpt"]
     assert ref.min_lr == pytest.approx(rates["cpt"] * mini.params["cpt"]["min_lr_ratio"])
+
+
+def test_base_large_pretrains_on_its_own_token_budget():
+    params = _params()
+    mini = Study(params=params, root=ROOT)
+    z = mini.sizes
+    assert mini.train_config("base").max_tokens == z["base_tokens"]
+    assert mini.train_config("base_large").max_tokens == z["large_base_tokens"] != z["base_tokens"]
+    assert mini.train_config("base_large").model == z["large_model"]
+    params["profiles"]["mini"].pop("large_base_tokens")  # default: the base's budget
+    assert Study(params=params, root=ROOT).train_config("base_large").max_tokens == z["base_tokens"]
+    params["profiles"]["mini"]["large_base_tokens"] = 0  # 0: the released large model, not trained
+    study = Study(params=params, root=ROOT)
+    assert study.final_model("base_large") == z["large_model"]
+    with pytest.raises(StudyError, match="released base model"):
+        study.train_config("base_large")
 
 
 def test_paper_profile_continues_the_released_model():

@@ -34,23 +34,60 @@ class LogLik:
     greedy: bool
 
 
+def _encode_group(
+    tokenizer: Any, context: str, continuations: Sequence[str], prefix_id: int
+) -> list[tuple[list[int], list[int]]]:
+    """(context ids, continuation ids) of each continuation of one context, the context encoded once.
+
+    An empty context becomes the conditioning token ``prefix_id``; whitespace ending the context
+    moves to the continuations; a continuation's ids are those of ``context + continuation`` beyond
+    the context's (lm-eval's recipe).
+    """
+    if not context:
+        conts = tokenizer(list(continuations))["input_ids"] if continuations else []
+        return [([prefix_id], c) if c[:1] != [prefix_id] else (c[:1], c[1:]) for c in conts]
+    n_space = len(context) - len(context.rstrip())
+    if n_space:
+        context, continuations = context[:-n_space], [context[-n_space:] + c for c in continuations]
+    ctx = tokenizer(context)["input_ids"]
+    wholes = tokenizer([context + c for c in continuations])["input_ids"] if continuations else []
+    return [(ctx, w[len(ctx) :]) for w in wholes]
+
+
 def _encode_pair(
     tokenizer: Any, context: str, continuation: str, prefix_id: int
 ) -> tuple[list[int], list[int]]:
-    if not context:
-        cont = tokenizer(continuation)["input_ids"]
-        return ([prefix_id], cont) if cont[:1] != [prefix_id] else (cont[:1], cont[1:])
-    n_space = len(context) - len(context.rstrip())
-    if n_space:
-        context, continuation = context[:-n_space], context[-n_space:] + continuation
-    ctx = tokenizer(context)["input_ids"]
-    whole = tokenizer(context + continuation)["input_ids"]
-    return ctx, whole[len(ctx) :]
+    """:func:`_encode_group` of one continuation."""
+    return _encode_group(tokenizer, context, [continuation], prefix_id)[0]
 
 
 def _max_len(model: Any) -> int:
     cfg = getattr(model, "config", None)
     return int(getattr(cfg, "max_position_embeddings", 0) or 2048)
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """What every scorer needs: the conditioning and pad tokens, the window and the device."""
+
+    prefix_id: int
+    pad_id: int
+    max_len: int
+    device: torch.device
+
+
+def _setup(model: Any, tokenizer: Any, batch_size: int, max_length: int | None) -> _Setup:
+    """Check a scorer's arguments and resolve its tokens, window and device."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    prefix_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    if prefix_id is None:
+        raise ValueError("the tokenizer has neither a BOS nor an EOS token to condition on; set one")
+    max_len = int(max_length) if max_length else _max_len(model)
+    if max_len < 2:
+        raise ValueError(f"the model window must be at least 2 tokens, got {max_len}")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else prefix_id
+    return _Setup(prefix_id, pad, max_len, next(model.parameters()).device)
 
 
 @torch.inference_mode()
@@ -68,15 +105,8 @@ def continuation_logliks(
     Inputs longer than the window (``max_length``, the context the model was trained on, else the
     model config's) are cut from the left of the context.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    prefix_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    if prefix_id is None:
-        raise ValueError("the tokenizer has neither a BOS nor an EOS token to condition on; set one")
-    max_len = int(max_length) if max_length else _max_len(model)
-    device = next(model.parameters()).device
-    if max_len < 2:
-        raise ValueError(f"the model window must be at least 2 tokens, got {max_len}")
+    setup = _setup(model, tokenizer, batch_size, max_length)
+    prefix_id, pad, max_len, device = setup.prefix_id, setup.pad_id, setup.max_len, setup.device
     encoded: list[tuple[int, list[int], list[int]]] = []  # (pair, model input, its scored targets)
     for k, (ctx, cont) in enumerate(pairs):
         c_ids, t_ids = _encode_pair(tokenizer, ctx, cont, prefix_id)
@@ -87,7 +117,6 @@ def continuation_logliks(
     sums = [0.0] * len(pairs)
     counts = [0] * len(pairs)
     greedy = [True] * len(pairs)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else prefix_id
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     for idx in tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False):
         width = max(len(encoded[i][1]) for i in idx)

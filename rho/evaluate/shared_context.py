@@ -24,39 +24,30 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from rho.evaluate.likelihood import LogLik, _encode_pair, _max_len, continuation_logliks
+from rho.evaluate.likelihood import LogLik, _encode_group, _setup, continuation_logliks
 
 __all__ = ["shared_context_logliks"]
 
 
-def _cache_kwarg(model: Any) -> str:
-    """The forward's name for the key/value cache: ``cache`` (transformers 5) or ``past_key_values``."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+class _CachedForward:
+    """A model's forward with a key/value cache, its keyword names read once from its signature:
+    ``cache`` (transformers 5) or ``past_key_values``, and whether it takes ``logits_to_keep``."""
 
+    def __init__(self, model: Any) -> None:
+        params = inspect.signature(model.forward).parameters
+        self.model = model
+        self.cache_kwarg = "cache" if "cache" in params else "past_key_values"
+        self.keeps_logits = "logits_to_keep" in params
 
-def _forward(model: Any, cache: Any = None, **kw: Any) -> tuple[torch.Tensor, Any]:
-    """Logits and the key/value cache of one cached forward."""
-    if cache is not None:
-        kw[_cache_kwarg(model)] = cache
-    if "logits_to_keep" in kw and "logits_to_keep" not in inspect.signature(model.forward).parameters:
-        kw.pop("logits_to_keep")  # older models: all positions' logits, the last one is used
-    out = model(use_cache=True, **kw)
-    new = getattr(out, "cache", None)
-    return out.logits, (new if new is not None else getattr(out, "past_key_values", None))
-
-
-def _encode_group(
-    tokenizer: Any, context: str, continuations: Sequence[str], prefix_id: int
-) -> list[tuple[list[int], list[int]]]:
-    """:func:`rho.evaluate.likelihood._encode_pair` for every continuation, the context encoded once."""
-    if not context:
-        return [_encode_pair(tokenizer, context, c, prefix_id) for c in continuations]
-    n_space = len(context) - len(context.rstrip())
-    if n_space:
-        context, continuations = context[:-n_space], [context[-n_space:] + c for c in continuations]
-    ctx = tokenizer(context)["input_ids"]
-    wholes = tokenizer([context + c for c in continuations])["input_ids"]
-    return [(ctx, w[len(ctx) :]) for w in wholes]
+    def __call__(self, cache: Any = None, **kw: Any) -> tuple[torch.Tensor, Any]:
+        """Logits and the key/value cache of one cached forward."""
+        if cache is not None:
+            kw[self.cache_kwarg] = cache
+        if not self.keeps_logits:
+            kw.pop("logits_to_keep", None)  # older models: all positions' logits, the last one is used
+        out = self.model(use_cache=True, **kw)
+        new = getattr(out, "cache", None)
+        return out.logits, (new if new is not None else getattr(out, "past_key_values", None))
 
 
 @torch.inference_mode()
@@ -74,16 +65,9 @@ def shared_context_logliks(
     ``batch_size`` is the number of contexts run together (their continuations follow in one
     batch). Returns one list of :class:`LogLik` per group, in the order of its continuations.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    prefix_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    if prefix_id is None:
-        raise ValueError("the tokenizer has neither a BOS nor an EOS token to condition on; set one")
-    max_len = int(max_length) if max_length else _max_len(model)
-    if max_len < 2:
-        raise ValueError(f"the model window must be at least 2 tokens, got {max_len}")
-    device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else prefix_id
+    setup = _setup(model, tokenizer, batch_size, max_length)
+    prefix_id, pad, max_len, device = setup.prefix_id, setup.pad_id, setup.max_len, setup.device
+    forward = _CachedForward(model)
 
     out: list[list[LogLik] | None] = [None] * len(groups)
     shared: list[tuple[int, list[int], list[list[int]]]] = []  # (group, context ids, targets)
@@ -121,8 +105,7 @@ def shared_context_logliks(
             ctx[r, width - len(c) :] = torch.tensor(c)
             ctx_mask[r, width - len(c) :] = 1
         ctx_pos = (ctx_mask.cumsum(-1) - 1).clamp(min=0)
-        last_logits, cache = _forward(
-            model,
+        last_logits, cache = forward(
             input_ids=ctx.to(device),
             attention_mask=ctx_mask.to(device),
             position_ids=ctx_pos.to(device),
@@ -143,8 +126,7 @@ def shared_context_logliks(
                 mask[k, : len(t) - 1] = 1
             lengths = ctx_mask.sum(-1)[owner]
             pos = lengths[:, None] + torch.arange(span)[None, :]
-            logits, _ = _forward(
-                model,
+            logits, _ = forward(
                 cache=cache,
                 input_ids=inp.to(device),
                 attention_mask=torch.cat([ctx_mask[owner], mask], dim=1).to(device),

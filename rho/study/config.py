@@ -226,15 +226,23 @@ class Study:
 
     def final_model(self, run: str) -> str:
         """Path (or hub name) of a run's final model."""
-        if run == "base" and int(self.sizes.get("base_tokens", 0)) == 0:
+        if run == "base" and self.pretrain_tokens(run) == 0:
             return str(self.sizes["model"])
         if run == "base_large" and not self.sizes.get("large_model"):
             raise StudyError(
                 f"profile {self.profile!r} has no large_model: weak-to-strong runs are not part of it"
             )
-        if run == "base_large" and int(self.sizes.get("base_tokens", 0)) == 0:
+        if run == "base_large" and self.pretrain_tokens(run) == 0:
             return str(self.sizes["large_model"])
         return str(self.run_dir(run) / "final")
+
+    def pretrain_tokens(self, run: str) -> int:
+        """Pretraining tokens of ``base`` (``base_tokens``) or ``base_large`` (``large_base_tokens``,
+        default ``base_tokens``); 0 means the profile continues a released model."""
+        tokens = self.sizes.get("base_tokens", 0)
+        if run == "base_large":
+            tokens = self.sizes.get("large_base_tokens", tokens)
+        return int(tokens or 0)
 
     # ----------------------------------------------------------------- runs
     @property
@@ -336,7 +344,7 @@ class Study:
         lr = rates["cpt"]
         min_lr = lr * float(self.params["cpt"]["min_lr_ratio"])
         if run in ("base", "base_large"):
-            tokens = int(z["base_tokens"])
+            tokens = self.pretrain_tokens(run)
             if tokens <= 0:
                 raise StudyError(
                     f"profile {self.profile!r} uses a released base model: `{run}` is not trained"

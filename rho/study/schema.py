@@ -187,6 +187,7 @@ _PROFILE = Section(
     },
     optional={
         "base_tokens": _int(0),
+        "large_base_tokens": _int(0),
         "snapshots": _int(0),
         "checkpoints": _int(1),
         "dynamics_blocks": _int(1),

@@ -52,7 +52,7 @@ def train_run(study: Study, run: str) -> Path:
     """
     from rho.train import train
 
-    if run in ("base", "base_large") and int(study.sizes.get("base_tokens", 0)) == 0:
+    if run in ("base", "base_large") and study.pretrain_tokens(run) == 0:
         # The profile continues a released model (the paper's Tinyllama): nothing to train.
         out = study.run_dir(run)
         write_json_atomic(out / "released.json", {"model": study.final_model(run)})

@@ -55,7 +55,7 @@ LEGACY_SELECTION_KEYS = {
     "selection_scope": "scope",
     "reweight_temperature": "temperature",
 }
-FUSED_LOSS_MODES = ("auto", "off")
+FUSED_LOSS_MODES = ("auto", "keep", "off")
 #: ``sparse_backward``: ``exact`` (the head's backward skips unselected tokens, exactly; layers
 #: dense) or ``layers`` (also the layers' weight gradients, an approximation: rho.train.sparse_layers).
 SPARSE_BACKWARD_MODES = ("exact", "layers")

@@ -36,7 +36,7 @@ def test_slm_runs_take_method_defaults_and_variants_their_own():
     study.validate()
     assert study.run_spec("math_slm")["ratio"] == 0.55
     assert study.run_spec("math_slm")["objective"] == "slm"
-    assert study.run_spec("ratio_50")["ratio"] == 0.5
+    assert study.run_spec("ratio_80")["ratio"] == 0.8
     assert study.run_spec("math_clm")["objective"] == "clm"
     assert "math_slm_70" in study.runs_of("math_cpt")
 
@@ -75,13 +75,14 @@ def test_learning_rates_come_from_the_profile():
 
 def test_base_large_pretrains_on_its_own_token_budget():
     params = _params()
-    mini = Study(params=params, root=ROOT)
-    z = mini.sizes
-    assert mini.train_config("base").max_tokens == z["base_tokens"]
-    assert mini.train_config("base_large").max_tokens == z["large_base_tokens"] != z["base_tokens"]
-    assert mini.train_config("base_large").model == z["large_model"]
-    params["profiles"]["mini"].pop("large_base_tokens")  # default: the base's budget
+    params["profiles"]["mini"].pop("large_base_tokens", None)  # default: the base's budget
+    z = Study(params=params, root=ROOT).sizes
     assert Study(params=params, root=ROOT).train_config("base_large").max_tokens == z["base_tokens"]
+    params["profiles"]["mini"]["large_base_tokens"] = z["base_tokens"] // 2
+    mini = Study(params=params, root=ROOT)
+    assert mini.train_config("base").max_tokens == z["base_tokens"]
+    assert mini.train_config("base_large").max_tokens == z["base_tokens"] // 2
+    assert mini.train_config("base_large").model == z["large_model"]
     params["profiles"]["mini"]["large_base_tokens"] = 0  # 0: the released large model, not trained
     study = Study(params=params, root=ROOT)
     assert study.final_model("base_large") == z["large_model"]

@@ -371,9 +371,9 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 local = torch.nonzero(g[s:e], as_tuple=True)[0]  # selected, labelled rows of the chunk
                 if local.numel() == 0:
                     continue
-                sel: slice | torch.Tensor = slice(s, e) if local.numel() == e - s else local + s
-                if isinstance(sel, torch.Tensor):
-                    p = p[local]
+                sel: slice | torch.Tensor = slice(s, e)
+                if local.numel() < e - s:
+                    p, sel = p[local], local + s
                 _head_grads_(p, hidden[sel], weight, safe[sel], g[sel], grad_h, grad_w, grad_b, sel)
                 del p
         else:
@@ -466,10 +466,8 @@ def linear_token_loss(
         if out is not None:
             return out.view(labels.shape)
     with torch.autocast(hidden.device.type, enabled=False):
-        precompute = (
-            uniform_grad and torch.is_grad_enabled() and (flat_h.requires_grad or weight.requires_grad)
-        )
         grad = torch.is_grad_enabled() and (flat_h.requires_grad or weight.requires_grad)
+        precompute = uniform_grad and grad
         keep = keep_softmax and grad and not precompute
         out = _LinearCrossEntropy.apply(flat_h, weight, bias, flat_y, ignore_index, rows, precompute, keep)
     return out.view(labels.shape)

@@ -33,6 +33,20 @@ def _grads(loss, *ts):
     return list(gs)
 
 
+@pytest.fixture
+def logit_rows(monkeypatch) -> list[int]:
+    """Rows of every logits chunk the fused loss computes from here on (forward and backward)."""
+    rows_seen: list[int] = []
+    real = loss_mod._chunk_logits
+
+    def counting(h, w, b):
+        rows_seen.append(h.shape[0])
+        return real(h, w, b)
+
+    monkeypatch.setattr(loss_mod, "_chunk_logits", counting)
+    return rows_seen
+
+
 def _dense(hidden, weight, bias, labels):
     logits = hidden @ weight.t() if bias is None else torch.nn.functional.linear(hidden, weight, bias)
     return token_loss(logits, labels)
@@ -84,7 +98,7 @@ def test_autocast_matches_lm_head_under_autocast():
         torch.testing.assert_close(a, e, rtol=2e-2, atol=2e-2)
 
 
-def test_sparse_backward_visits_only_selected_rows_and_is_exact(monkeypatch):
+def test_sparse_backward_visits_only_selected_rows_and_is_exact(logit_rows):
     hidden, weight, _, labels = _inputs(b=4, t=10, h=16, v=30, seed=3)
     ref = torch.rand(labels.shape, generator=torch.Generator().manual_seed(4)) * 3
     dense = _dense(hidden, weight, None, labels)
@@ -92,16 +106,9 @@ def test_sparse_backward_visits_only_selected_rows_and_is_exact(monkeypatch):
     mask_d = topk_mask(score("excess", train_loss=dense, ref_loss=ref), 0.4, labels != -100)
     mask_f = topk_mask(score("excess", train_loss=fused, ref_loss=ref), 0.4, labels != -100)
     assert torch.equal(mask_d, mask_f)
-    rows_seen = []
-    real = loss_mod._chunk_logits
-
-    def counting(h, w, b):
-        rows_seen.append(h.shape[0])
-        return real(h, w, b)
-
-    monkeypatch.setattr(loss_mod, "_chunk_logits", counting)
+    logit_rows.clear()  # count the backward's rows only
     gf = _grads(masked_mean(fused, mask_f), hidden, weight)
-    assert sum(rows_seen) == int(mask_f.sum()) == 15  # keep_count(38, 0.4): the backward skips the rest
+    assert sum(logit_rows) == int(mask_f.sum()) == 15  # keep_count(38, 0.4): the backward skips the rest
     gd = _grads(masked_mean(dense, mask_d), hidden, weight)
     for a, e in zip(gf, gd, strict=True):
         torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-6)
@@ -178,22 +185,14 @@ def test_cuda_backends_equal_dense_bf16(backend):
 
 
 @pytest.mark.parametrize("bias", [False, True])
-def test_uniform_grad_hint_skips_the_recomputation_and_stays_exact(monkeypatch, bias):
+def test_uniform_grad_hint_skips_the_recomputation_and_stays_exact(logit_rows, bias):
     hidden, weight, b, labels = _inputs(b=3, t=9, h=16, v=40, seed=7, bias=bias)
     dense = _dense(hidden, weight, b, labels)
     gd = _grads(masked_mean(dense, labels != -100), hidden, weight, b)
-    rows_seen = []
-    real = loss_mod._chunk_logits
-
-    def counting(h, w, bb):
-        rows_seen.append(h.shape[0])
-        return real(h, w, bb)
-
-    monkeypatch.setattr(loss_mod, "_chunk_logits", counting)
     fused = linear_token_loss(hidden, weight, labels, chunk_size=4, bias=b, uniform_grad=True)
-    assert sum(rows_seen) == 27  # the forward's pass only
+    assert sum(logit_rows) == 27  # the forward's pass only
     gf = _grads(masked_mean(fused, labels != -100), hidden, weight, b)  # CLM: uniform upstream grad
-    assert sum(rows_seen) == 27  # no recomputation in the backward
+    assert sum(logit_rows) == 27  # no recomputation in the backward
     for a, e in zip(gf, gd, strict=True):
         torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-6)
     # a non-uniform upstream gradient with the hint still gets the exact gradients (recomputed)
@@ -207,25 +206,17 @@ def test_uniform_grad_hint_skips_the_recomputation_and_stays_exact(monkeypatch, 
 
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("ratio", [0.4, 1.0])
-def test_keep_softmax_backward_needs_no_recomputation_and_is_exact(monkeypatch, bias, ratio):
+def test_keep_softmax_backward_needs_no_recomputation_and_is_exact(logit_rows, bias, ratio):
     hidden, weight, b, labels = _inputs(b=4, t=10, h=16, v=30, seed=5, bias=bias)
     ref = torch.rand(labels.shape, generator=torch.Generator().manual_seed(6)) * 3
     dense = _dense(hidden, weight, b, labels)
     mask = topk_mask(score("excess", train_loss=dense, ref_loss=ref), ratio, labels != -100)
     gd = _grads(masked_mean(dense, mask), hidden, weight, b)
-    rows_seen = []
-    real = loss_mod._chunk_logits
-
-    def counting(h, w, bb):
-        rows_seen.append(h.shape[0])
-        return real(h, w, bb)
-
-    monkeypatch.setattr(loss_mod, "_chunk_logits", counting)
     fused = linear_token_loss(hidden, weight, labels, chunk_size=3, bias=b, keep_softmax=True)
     torch.testing.assert_close(fused, dense, rtol=1e-5, atol=1e-5)
-    assert sum(rows_seen) == 40  # the forward's pass over every token
+    assert sum(logit_rows) == 40  # the forward's pass over every token
     gf = _grads(masked_mean(fused, mask), hidden, weight, b)
-    assert sum(rows_seen) == 40  # the backward read the kept softmax: no logits recomputed
+    assert sum(logit_rows) == 40  # the backward read the kept softmax: no logits recomputed
     for a, e in zip(gf, gd, strict=True):
         torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-6)
     assert float(gf[0][~mask].abs().sum()) == 0.0  # unselected and ignored tokens get nothing

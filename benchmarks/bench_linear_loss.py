@@ -66,7 +66,12 @@ def _worker(args: argparse.Namespace) -> dict:
             tl = token_loss(hidden @ weight.t(), labels)
         else:
             tl = linear_token_loss(
-                hidden, weight, labels, chunk_size=args.chunk_size, uniform_grad=not select
+                hidden,
+                weight,
+                labels,
+                chunk_size=args.chunk_size,
+                uniform_grad=not select,
+                backend=args.backend,
             )
         loss = masked_mean(tl, mask)
         loss.backward()
@@ -104,7 +109,7 @@ def _worker(args: argparse.Namespace) -> dict:
 
 def _run(variant: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--worker", variant]
-    for k in ("device", "vocab", "tokens", "hidden", "dtype", "ratio", "reps", "threads"):
+    for k in ("device", "vocab", "tokens", "hidden", "dtype", "ratio", "reps", "threads", "backend"):
         cmd += [f"--{k}", str(getattr(args, k))]
     if args.chunk_size:
         cmd += ["--chunk-size", str(args.chunk_size)]
@@ -123,6 +128,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ratio", type=float, default=0.6, help="selected fraction in the 'sel' variants")
     p.add_argument(
         "--chunk-size", type=int, default=None, help="rows per chunk (default: 32 MiB of fp32 logits)"
+    )
+    p.add_argument(
+        "--backend",
+        default="torch",
+        choices=["torch", "auto", "cce", "liger"],
+        help="linear_token_loss backend of the fused variants (cce/liger: CUDA kernels, when installed)",
     )
     p.add_argument("--reps", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
@@ -143,7 +154,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     print(
         f"linear_token_loss vs dense lm_head + token_loss, fwd+bwd: device={args.device} dtype={args.dtype} "
         f"vocab={args.vocab} tokens={args.tokens} hidden={args.hidden} ratio={args.ratio} "
-        f"threads={args.threads}; peak of the first call, time median of {args.reps} further calls. Targets: peak <= 0.1x, time <= 1.0x.\n"
+        f"threads={args.threads} backend={args.backend} chunk_size={args.chunk_size or 'default'}; peak of the first call, time median of {args.reps} further calls. Targets: peak <= 0.1x, time <= 1.0x.\n"
     )
     print(df.to_markdown(floatfmt=".4g"))
     return df

@@ -76,13 +76,23 @@ def fused_backend_loss(
 ) -> torch.Tensor | None:
     """Per-row float32 loss ``[N]`` (0 where ignored) from a CUDA kernel, or None to use torch."""
     chosen = pick(name, hidden.device)
+    if chosen == "cce" and bias is not None:
+        # cut-cross-entropy's linear_cross_entropy takes no bias (25.1): a named cce is refused,
+        # auto moves on to the next backend.
+        if name == "cce":
+            raise ValueError(
+                "backend 'cce' has no bias term; use backend='liger' or 'torch' for a biased head"
+            )
+        chosen = "liger" if available("liger") else "torch"
     if chosen == "torch":
         return None
     if chosen == "cce":
         from cut_cross_entropy import linear_cross_entropy
 
+        # filter_eps=None: no gradient filtering, so the gradients are exact (the default "high"
+        # skips small softmax entries in the backward).
         out = linear_cross_entropy(
-            hidden, weight, labels, bias=bias, ignore_index=ignore_index, reduction="none", shift=False
+            hidden, weight, labels, ignore_index=ignore_index, reduction="none", shift=False, filter_eps=None
         )
     else:
         from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy

@@ -1,7 +1,8 @@
 """Throughput of rho.evaluate generation: tokens/s and problems/s, batched vs one at a time.
 
 Runs the same few-shot GSM8K-format prompts through the transformers backend at batch size 1
-and at larger batch sizes (and through vLLM when it is importable), all in one process, and
+and at larger batch sizes, with transformers ``generate`` and with rho's lean greedy decoder
+(:mod:`rho.evaluate.greedy`; ``hf lean`` rows), and through vLLM when it is importable, all in one process, and
 prints a markdown table whose ``speedup`` column is the ratio to the batch-size-1 row of the
 same run. Without ``--model`` a random Llama (``--hidden``, ``--layers``) with a small BPE
 tokenizer is built in a temporary folder, so the numbers measure the decoding machinery, not
@@ -100,6 +101,11 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     p.add_argument("--model", default=None, help="model folder (default: a random Llama built here)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--batch-sizes", default="1,8", help="comma-separated; the first is the reference row")
+    p.add_argument(
+        "--decoders",
+        default="generate,lean",
+        help="transformers generate and/or rho's lean greedy decoder (Llama models), in this order",
+    )
     p.add_argument("--n-problems", type=int, default=16)
     p.add_argument("--n-shots", type=int, default=2)
     p.add_argument("--max-new-tokens", type=int, default=48)
@@ -120,19 +126,21 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
         prompts = _prompts(args.n_problems, args.n_shots)
         mean_prompt = sum(len(tok(x)["input_ids"]) for x in prompts) / len(prompts)
         rows = []
-        for bs in batch_sizes:
-            secs, n_tok = _time(
-                HFGenerator(model, tok, batch_size=bs, progress=False), prompts, args.max_new_tokens
-            )
-            rows.append(
-                {
-                    "backend": "hf",
-                    "batch_size": bs,
-                    "problems": len(prompts),
-                    "new_tokens": n_tok,
-                    "seconds": secs,
-                }
-            )
+        for decoder in args.decoders.split(","):
+            if decoder not in ("generate", "lean"):
+                raise SystemExit(f"--decoders takes generate and/or lean, got {decoder!r}")
+            for bs in batch_sizes:
+                gen = HFGenerator(model, tok, batch_size=bs, progress=False, lean=decoder == "lean")
+                secs, n_tok = _time(gen, prompts, args.max_new_tokens)
+                rows.append(
+                    {
+                        "backend": "hf" if decoder == "generate" or gen.lean is None else "hf lean",
+                        "batch_size": bs,
+                        "problems": len(prompts),
+                        "new_tokens": n_tok,
+                        "seconds": secs,
+                    }
+                )
         try:
             import vllm  # noqa: F401
 

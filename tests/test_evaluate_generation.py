@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import types
 from pathlib import Path
@@ -106,6 +107,8 @@ def test_memorized_model_scores_end_to_end(tmp_path: Path) -> None:
     assert comp["prediction"].astype(str).tolist() == ["3", "5"]
     assert comp["correct"].tolist() == [True, False]
     assert pd.read_csv(tmp_path / "out" / "results.csv")["value"].tolist() == [0.5]
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["backend"] == "hf" and config["decoder"] == "lean"  # a Llama: rho's lean decoder
 
 
 class _FakeOutput:
@@ -204,7 +207,8 @@ def test_benchmark_script_runs_and_reports_ratios() -> None:
         df = bench.main(args.split())
     finally:
         torch.set_num_threads(threads)  # the script sets the thread count for its process
-    assert df["batch_size"].tolist() == [1, 3] and df["speedup"].iloc[0] == 1.0
+    assert df["batch_size"].tolist() == [1, 3, 1, 3] and df["speedup"].iloc[0] == 1.0
+    assert df["backend"].tolist() == ["hf", "hf", "hf lean", "hf lean"]
     assert (df["new_tokens"] <= 6).all() and (df["tokens_per_s"] > 0).all()
     assert {"problems_per_s", "seconds"} <= set(df.columns)
 

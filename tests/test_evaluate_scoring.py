@@ -85,6 +85,35 @@ def test_shared_context_logliks_equal_the_pairwise_ones(tiny) -> None:
         shared_context_logliks(model, tok, [("ctx", [])], progress=False)
 
 
+def test_a_shared_few_shot_prefix_runs_once_per_batch(tiny, monkeypatch) -> None:
+    import rho.evaluate.shared_context as sc
+
+    model, tok = tiny
+    shots = "Question: Tom has 3 apples and buys 4.\nAnswer: 3 + 4 = 7. The answer is 7.\n\n" * 2
+    groups = [
+        (shots + f"Question: {q}\nAnswer:", [" 7", " 12 apples.", f" {q[:6]}"])
+        for q in ("x?", "A shop sells 5 pens?", "y plus 2?", "How many?", "Tom eats 1.")
+    ]
+    calls: list[tuple[int, ...]] = []
+    real = sc._CachedForward.__call__
+
+    def spy(self, cache=None, **kw):
+        calls.append((tuple(kw["input_ids"].shape), cache is not None))
+        return real(self, cache, **kw)
+
+    monkeypatch.setattr(sc._CachedForward, "__call__", spy)
+    got = shared_context_logliks(model, tok, groups, batch_size=3, progress=False)
+    prefix = len(tok(shots)["input_ids"]) - 2  # a token or two at the seam may merge with what follows
+    firsts = [shape for shape, cached in calls if shape[0] == 1 and not cached]
+    assert len(firsts) == 2 and all(w >= prefix for _, w in firsts)  # the prefix: once per batch of 3 and 2
+    assert all(shape[1] < 20 for shape, cached in calls if cached and shape[0] > 1)  # the rest is short
+    for (ctx, conts), lls in zip(groups, got, strict=True):
+        want = continuation_logliks(model, tok, [(ctx, c) for c in conts], progress=False)
+        for a, b in zip(lls, want, strict=True):
+            assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
+            assert (a.n_tokens, a.greedy) == (b.n_tokens, b.greedy)
+
+
 def test_shared_context_cuts_the_context_by_the_longest_option() -> None:
     tok = make_tokenizer()
     model = make_model(len(tok), window=16)

@@ -1,8 +1,9 @@
 """Generation backends with one interface: ``generate(prompts, max_new_tokens, stop)``.
 
-* :class:`HFGenerator` - transformers ``generate``: greedy, batched with left padding, KV cache,
-  prompts sorted by length so a batch wastes little padding, and a per-sequence stopping
-  criterion on stop strings (a finished row stops growing while the others continue).
+* :class:`HFGenerator` - greedy, batched with left padding, KV cache, prompts sorted by length so
+  a batch wastes little padding, and a per-sequence stopping criterion on stop strings. Llama
+  models decode with :class:`rho.evaluate.greedy.LlamaGreedy` (a preallocated cache, finished rows
+  leave the batch); other models, or ``lean=False``, with transformers ``generate``.
 * :class:`VLLMGenerator` - vLLM ``LLM.generate`` with ``SamplingParams(temperature=0,
   max_tokens, stop)``; used only when vLLM is installed and asked for.
 
@@ -89,18 +90,30 @@ class _StopOnStrings:
             done[i] = any(s in text for s in self.stops)
         return done
 
+    def row_done(self, new_tokens: list[int]) -> bool:
+        """The same test for one row, given its generated tokens so far."""
+        if not self.stops:
+            return False
+        text = self.tokenizer.decode(new_tokens[-self.lookback :], skip_special_tokens=True)
+        return any(s in text for s in self.stops)
+
 
 class HFGenerator:
     """Greedy batched generation with a transformers causal LM (left padding, KV cache)."""
 
     name = "hf"
 
-    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 8, progress: bool = True) -> None:
+    def __init__(
+        self, model: Any, tokenizer: Any, batch_size: int = 8, progress: bool = True, lean: bool = True
+    ) -> None:
+        from rho.evaluate.greedy import LlamaGreedy, supports
+
         if batch_size < 1:
             raise BackendError(f"batch_size must be >= 1, got {batch_size}")
         self.model, self.tokenizer = model, tokenizer
         self.batch_size = batch_size
         self.progress = progress
+        self.lean = LlamaGreedy(model) if lean and supports(model) else None
 
     @property
     def device(self) -> torch.device:
@@ -115,27 +128,32 @@ class HFGenerator:
 
         tok = self.tokenizer
         tok.padding_side = "left"
-        lengths = [len(tok(p)["input_ids"]) for p in prompts]
-        order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
+        # one batched call; the tokenizer's own special tokens (e.g. BOS), as vLLM and lm-eval encode prompts
+        encoded = tok(list(prompts))["input_ids"] if prompts else []
+        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
         out: list[Generation | None] = [None] * len(prompts)
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         for idx in tqdm(batches, desc="generate", unit="batch", disable=not self.progress, leave=False):
-            # the tokenizer's own special tokens (e.g. BOS), as vLLM and lm-eval encode prompts
-            enc = tok([prompts[i] for i in idx], return_tensors="pt", padding=True)
-            enc = {k: v.to(self.device) for k, v in enc.items()}
-            prompt_len = enc["input_ids"].shape[1]
-            gen = self.model.generate(
-                **enc,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                use_cache=True,
-                pad_token_id=tok.pad_token_id,
-                eos_token_id=tok.eos_token_id,
-                stopping_criteria=StoppingCriteriaList([_StopOnStrings(tok, stop, prompt_len)]),
-            )
-            new = gen[:, prompt_len:]
+            rows = [encoded[i] for i in idx]
+            prompt_len = max(len(r) for r in rows)
+            criterion = _StopOnStrings(tok, stop, prompt_len)
+            if self.lean is not None:
+                new = self.lean.generate(rows, max_new_tokens, tok.eos_token_id, done=criterion.row_done)
+            else:
+                enc = tok.pad({"input_ids": rows}, return_tensors="pt")
+                enc = {k: v.to(self.device) for k, v in enc.items()}
+                gen = self.model.generate(
+                    **enc,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    use_cache=True,
+                    pad_token_id=tok.pad_token_id,
+                    eos_token_id=tok.eos_token_id,
+                    stopping_criteria=StoppingCriteriaList([criterion]),
+                )
+                new = gen[:, prompt_len:].tolist()
             for row, i in enumerate(idx):
-                ids = new[row].tolist()
+                ids = new[row]
                 n = len(ids)
                 for j, t in enumerate(ids):  # tokens after eos/pad are padding of a finished row
                     if t == tok.pad_token_id or t == tok.eos_token_id:

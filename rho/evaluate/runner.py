@@ -226,6 +226,12 @@ def evaluate_model(
             "tasks": [s.name for s in specs],
             "data_root": str(data_root) if data_root else None,
             "backend": backend,
+            # hf: rho's lean greedy decoder for Llama models (rho.evaluate.greedy), else generate
+            "decoder": None
+            if generator is None
+            else "lean"
+            if getattr(generator, "lean", None) is not None
+            else getattr(generator, "name", type(generator).__name__),
             "limit": limit,
             "batch_size": batch_size,
             "n_shots": {s.name: s.n_shots for s in specs},

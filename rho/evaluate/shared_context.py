@@ -5,6 +5,7 @@ A multiple-choice question scores every option after the same prompt. Scoring ea
 runs the prompt through the model once per option; here it runs once per question and its key/value
 cache is shared by the options. For the mini world's tasks (prompts of ~175 tokens, 4-5 options of
 ~20-40) that is about a third of the token-forwards, with the same numbers up to float rounding.
+Within a batch, the contexts' common token prefix (the few-shot exemplars) also runs only once.
 
 Tokenization is the pairwise scorer's (lm-eval's recipe, :func:`_encode_pair`), so each option's
 scored tokens are exactly those the pairwise scorer scores. The one difference is the window: a
@@ -24,9 +25,13 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from rho.evaluate.greedy import common_prefix
 from rho.evaluate.likelihood import LogLik, _encode_group, _setup, continuation_logliks
 
 __all__ = ["shared_context_logliks"]
+
+#: A batch's contexts sharing at least this many leading tokens run them once (see the batch loop).
+MIN_SHARED_PREFIX = 16
 
 
 class _CachedForward:
@@ -98,14 +103,30 @@ def shared_context_logliks(
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     for idx in tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False):
         items = [shared[i] for i in idx]
-        width = max(len(c) for _, c, _ in items)
+        # the contexts' common prefix (a few-shot block) runs once, its cache copied to every row;
+        # the cache then holds [prefix | padding | rest of context]: positions are explicit and
+        # padding is masked, so this equals a left-padded batch of the whole contexts
+        common = min(common_prefix([c for _, c, _ in items]), min(len(c) for _, c, _ in items) - 1)
+        common = common if common >= MIN_SHARED_PREFIX and len(items) > 1 else 0
+        cache = None
+        if common:
+            _, cache = forward(
+                input_ids=torch.tensor([items[0][1][:common]], device=device),
+                attention_mask=torch.ones((1, common), dtype=torch.long, device=device),
+                position_ids=torch.arange(common, device=device)[None],
+                logits_to_keep=1,
+            )
+            cache.batch_select_indices(torch.zeros(len(items), dtype=torch.long, device=device))
+        width = max(len(c) for _, c, _ in items) - common
         ctx = torch.full((len(items), width), pad, dtype=torch.long)
-        ctx_mask = torch.zeros((len(items), width), dtype=torch.long)
+        ctx_mask = torch.zeros((len(items), common + width), dtype=torch.long)
+        ctx_mask[:, :common] = 1
         for r, (_, c, _) in enumerate(items):  # left-padded: every context ends at the last column
-            ctx[r, width - len(c) :] = torch.tensor(c)
-            ctx_mask[r, width - len(c) :] = 1
-        ctx_pos = (ctx_mask.cumsum(-1) - 1).clamp(min=0)
+            ctx[r, width - (len(c) - common) :] = torch.tensor(c[common:])
+            ctx_mask[r, common + width - (len(c) - common) :] = 1
+        ctx_pos = (ctx_mask.cumsum(-1) - 1).clamp(min=0)[:, common:]
         last_logits, cache = forward(
+            cache=cache,
             input_ids=ctx.to(device),
             attention_mask=ctx_mask.to(device),
             position_ids=ctx_pos.to(device),

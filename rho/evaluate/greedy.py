@@ -17,8 +17,8 @@ modules (embedding, norms, projections, rotary embedding, MLP, head) and drops t
 
 The arithmetic is regrouped (the prefix alone, other batch sizes), so logits can move by float
 rounding; the greedy tokens were identical to ``generate``'s on the mini study's models (3,500
-completions of each of three models) and are identical in float64 in the tests. The evaluation
-records the decoder in its ``config.json``.
+completions each of ``base`` and ``math_slm``, 1,400 of ``math_clm``) and are identical in float64
+in the tests. The evaluation records the decoder in its ``config.json``.
 """
 
 from __future__ import annotations

@@ -33,8 +33,16 @@ def make_tokenizer(vocab_size: int = 320):
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>")
 
 
-def make_model(vocab_size: int, hidden: int = 32, layers: int = 2, window: int = 512, seed: int = 0):
-    """A tiny random LlamaForCausalLM."""
+def make_model(
+    vocab_size: int,
+    hidden: int = 32,
+    layers: int = 2,
+    window: int = 512,
+    seed: int = 0,
+    heads: int = 2,
+    kv_heads: int | None = None,
+):
+    """A tiny random LlamaForCausalLM (``kv_heads < heads``: grouped-query attention)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
@@ -43,8 +51,8 @@ def make_model(vocab_size: int, hidden: int = 32, layers: int = 2, window: int =
         hidden_size=hidden,
         intermediate_size=2 * hidden,
         num_hidden_layers=layers,
-        num_attention_heads=2,
-        num_key_value_heads=2,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads or heads,
         max_position_embeddings=window,
         pad_token_id=0,
         eos_token_id=1,

@@ -40,20 +40,8 @@ def _prompts(vocab: int, seed: int = 0, prefix: int = 9) -> list[list[int]]:
 
 @pytest.mark.parametrize("kv_heads", [4, 2])  # plain and grouped-query attention
 def test_equals_generate_token_for_token(kv_heads: int) -> None:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=97,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=kv_heads,
-        pad_token_id=0,
-        eos_token_id=1,
-    )
-    model = LlamaForCausalLM(cfg).double().eval()  # float64: no rounding-level tie can differ
+    model = make_model(97, hidden=32, heads=4, kv_heads=kv_heads).double()  # float64: no rounding-level tie
+    assert model.config.num_key_value_heads == kv_heads
     prompts = _prompts(97)
     got = LlamaGreedy(model).generate(prompts, max_new_tokens=10, eos_token_id=None)
     assert got == _reference(model, prompts, 10)
@@ -102,6 +90,7 @@ def test_hf_generator_uses_it_for_llama_and_matches_generate() -> None:
     lean = HFGenerator(model, tok, batch_size=5, progress=False)
     plain = HFGenerator(model, tok, batch_size=5, progress=False, lean=False)
     assert lean.lean is not None and plain.lean is None
+    assert (lean.decoder, plain.decoder) == ("lean", "hf")  # what config.json records
     for stop in ([], ["e"]):
         a = lean.generate(PROMPTS, max_new_tokens=12, stop=stop)
         b = plain.generate(PROMPTS, max_new_tokens=12, stop=stop)

@@ -116,20 +116,26 @@ def test_scoring_from_hidden_states_equals_the_logits_kernel():
     torch.testing.assert_close(ent, want_e, rtol=1e-5, atol=1e-5)
 
 
-def test_training_with_the_fused_loss_matches_the_logits_path(tmp_path, monkeypatch):
-    from _helpers_train import base_config, final_state, make_scores, make_shard, make_tokenizer
+def _train_slm(tmp_path, **runs: dict) -> None:
+    """Train 3 SLM steps on one small world per ``name=overrides`` into ``tmp_path/name``."""
+    from _helpers_train import base_config, make_scores, make_shard, make_tokenizer
 
     from rho.train import train
 
-    # rho's own fused path (a CUDA kernel backend sums in its own order: the next test)
-    monkeypatch.setattr("rho.linear_backends.pick", lambda name, device: "torch")
     tok = make_tokenizer(tmp_path / "tok")
     shard = make_shard(tmp_path / "shard", tok)
     make_scores(tmp_path / "scores", shard)
     common = dict(objective="slm", scores=str(tmp_path / "scores"), selection={"ratio": 0.6}, max_steps=3)
-    train(base_config(tmp_path, out_dir=str(tmp_path / "a"), **common))
-    train(base_config(tmp_path, out_dir=str(tmp_path / "b"), fused_loss="off", **common))
-    train(base_config(tmp_path, out_dir=str(tmp_path / "c"), fused_loss="keep", **common))
+    for name, overrides in runs.items():
+        train(base_config(tmp_path, out_dir=str(tmp_path / name), **common, **overrides))
+
+
+def test_training_with_the_fused_loss_matches_the_logits_path(tmp_path, monkeypatch):
+    from _helpers_train import final_state
+
+    # rho's own fused path (a CUDA kernel backend sums in its own order: the next test)
+    monkeypatch.setattr("rho.linear_backends.pick", lambda name, device: "torch")
+    _train_slm(tmp_path, a={}, b={"fused_loss": "off"}, c={"fused_loss": "keep"})
     a, b, c = (final_state(tmp_path / d) for d in "abc")
     assert a.keys() == b.keys() == c.keys()
     for k in a:  # equal up to float rounding (the fused path sums in another order)
@@ -141,20 +147,12 @@ def test_training_with_the_fused_loss_matches_the_logits_path(tmp_path, monkeypa
 def test_training_with_a_cuda_kernel_backend_follows_the_logits_path(tmp_path):
     # Weights are not compared: AdamW turns rounding-level gradient differences on near-zero
     # components into lr-sized updates (seen on an H200 with cut-cross-entropy). The losses are.
-    from _helpers_train import base_config, make_scores, make_shard, make_tokenizer
-
     from rho.linear_backends import available
-    from rho.train import train
     from rho.train.metrics import read_log
 
     if not (available("cce") or available("liger")):
         pytest.skip("no CUDA kernel backend installed")
-    tok = make_tokenizer(tmp_path / "tok")
-    shard = make_shard(tmp_path / "shard", tok)
-    make_scores(tmp_path / "scores", shard)
-    common = dict(objective="slm", scores=str(tmp_path / "scores"), selection={"ratio": 0.6}, max_steps=3)
-    train(base_config(tmp_path, out_dir=str(tmp_path / "a"), **common))
-    train(base_config(tmp_path, out_dir=str(tmp_path / "b"), fused_loss="off", **common))
+    _train_slm(tmp_path, a={}, b={"fused_loss": "off"})
     la, lb = ([r["loss"] for r in read_log(tmp_path / d / "log.jsonl") if "loss" in r] for d in "ab")
     assert len(la) == len(lb) == 3
     torch.testing.assert_close(torch.tensor(la), torch.tensor(lb), rtol=1e-3, atol=1e-4)

@@ -116,6 +116,11 @@ class HFGenerator:
         self.lean = LlamaGreedy(model) if lean and supports(model) else None
 
     @property
+    def decoder(self) -> str:
+        """``"lean"`` (:class:`rho.evaluate.greedy.LlamaGreedy`) or this backend's name (``generate``)."""
+        return "lean" if self.lean is not None else self.name
+
+    @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 

@@ -131,9 +131,10 @@ class LlamaGreedy:
             pos[r, s - n :] = torch.arange(c, c + n, device=dev)
             visible[r, c : c + s - n] = False
         q_idx = torch.arange(s, device=dev)
+        # every query sees the prefix (columns :c are visible), so a padded query's softmax row is
+        # never empty
         mask = visible[:, None, None, : c + s].repeat(1, 1, s, 1)
         mask[:, :, :, c:] &= (q_idx[None, :] <= q_idx[:, None])[None, None]  # causal among the suffix
-        mask[:, :, :, :c] = True  # padded queries still see the prefix (no empty softmax row)
         if c == 0:
             mask |= (q_idx[None, :] == q_idx[:, None])[None, None]  # ... or themselves
         x = self._layers(self.inner.embed_tokens(ids), pos, keys, values, c, mask)

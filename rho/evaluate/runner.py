@@ -229,9 +229,7 @@ def evaluate_model(
             # hf: rho's lean greedy decoder for Llama models (rho.evaluate.greedy), else generate
             "decoder": None
             if generator is None
-            else "lean"
-            if getattr(generator, "lean", None) is not None
-            else getattr(generator, "name", type(generator).__name__),
+            else getattr(generator, "decoder", getattr(generator, "name", type(generator).__name__)),
             "limit": limit,
             "batch_size": batch_size,
             "n_shots": {s.name: s.n_shots for s in specs},

@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
                 secs, n_tok = _time(gen, prompts, args.max_new_tokens)
                 rows.append(
                     {
-                        "backend": "hf" if decoder == "generate" or gen.lean is None else "hf lean",
+                        "backend": "hf lean" if gen.decoder == "lean" else "hf",
                         "batch_size": bs,
                         "problems": len(prompts),
                         "new_tokens": n_tok,

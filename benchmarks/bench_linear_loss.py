@@ -127,7 +127,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--ratio", type=float, default=0.6, help="selected fraction in the 'sel' variants")
     p.add_argument(
-        "--chunk-size", type=int, default=None, help="rows per chunk (default: 32 MiB of fp32 logits)"
+        "--chunk-size",
+        type=int,
+        default=None,
+        help="rows per chunk (default: 32 MiB of fp32 logits on CPU, 512 MiB on CUDA)",
     )
     p.add_argument(
         "--backend",

@@ -13,11 +13,14 @@
 # Steps (each under its own time limit; a failing step is reported and the others still run):
 #   1. CUDA/bf16 tests: tests/test_loss_linear.py (incl. the cce/liger backends when installed),
 #      tests/test_head.py, tests/test_loss.py, tests/test_train_scope.py, tests/test_sparse_layers.py
-#   2. linear_token_loss vs dense lm_head, vocab 32000, 8192 tokens, bf16 (peak memory, time)
+#   2. linear_token_loss vs dense lm_head, vocab 32000, 8192 tokens, bf16 (peak memory, time): rho's
+#      torch path (the default, fused_backend=auto) with its CUDA chunks and with 262-row chunks,
+#      then the cut-cross-entropy and Liger kernels when installed
 #   3. chunked vs unchunked token_loss (bench_loss_memory)
 #   4. SLM/CLM optimizer step, ratio 0.6: llama-mini-l at vocab 32000 (head-heavy), grad_accum 1 and 8,
 #      with the Collider approximation (sparse_backward=layers) beside the exact sparse backward;
-#      then (CUDA only) the head-heavy 22.7M model of the issue's <= 0.85x target, grad_accum 1
+#      then (CUDA only) the head-heavy 22.7M model of the issue's <= 0.85x target, grad_accum 1,
+#      with fused_loss=keep beside the recomputing sparse backward
 #   5. a short CLM vs SLM training comparison on data with known noise (bench_clm_vs_slm)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -68,8 +71,8 @@ step() {  # step NAME SECONDS CMD...
 }
 step tests 120 $PY -m pytest -q -p no:cacheprovider tests/test_loss_linear.py tests/test_head.py tests/test_loss.py tests/test_train_scope.py tests/test_sparse_layers.py
 step linear_loss 60 $PY benchmarks/bench_linear_loss.py --device "$DEVICE" $LIN
-if [ "$DEVICE" = cuda ]; then  # the torch path with GPU-sized chunks, and the CUDA kernels behind the same API
-  step linear_loss_chunk4096 60 $PY benchmarks/bench_linear_loss.py --device cuda $LIN --chunk-size 4096
+if [ "$DEVICE" = cuda ]; then  # the CPU-sized chunks of before (262 rows), and the CUDA kernels behind the same API
+  step linear_loss_chunk262 60 $PY benchmarks/bench_linear_loss.py --device cuda $LIN --chunk-size 262
   step linear_loss_cce 60 $PY benchmarks/bench_linear_loss.py --device cuda $LIN --backend cce
   step linear_loss_liger 60 $PY benchmarks/bench_linear_loss.py --device cuda $LIN --backend liger
 fi
@@ -77,7 +80,7 @@ step chunked_token_loss 45 $PY benchmarks/bench_loss_memory.py --device "$DEVICE
 step slm_step 120 $PY benchmarks/bench_slm_step.py --device "$DEVICE" --ratio 0.6 $STEP
 if [ "$DEVICE" = cuda ]; then  # the issue's head-heavy model: hidden 512, 2 layers, vocab 32000 (22.7M params, head ~72% of matmul FLOPs)
   step slm_step_head_heavy 90 $PY benchmarks/bench_slm_step.py --device cuda --ratio 0.6 --model llama-mini-l --vocab 32000 \
-    --set hidden_size=512 intermediate_size=1376 num_hidden_layers=2 --block-size 1024 --micro-batch 8 --accum 1 --steps 6 --rounds 3 --logits-baseline
+    --set hidden_size=512 intermediate_size=1376 num_hidden_layers=2 --block-size 1024 --micro-batch 8 --accum 1 --steps 6 --rounds 3 --logits-baseline --keep-softmax
 fi
 step clm_vs_slm 75 $PY benchmarks/bench_clm_vs_slm.py --device "$DEVICE" $CMP
 rm -f "$OUT/.step.log"

@@ -63,9 +63,12 @@ class HeadLoss:
     ``mode="auto"`` uses the fused path when :func:`linear_head` finds a plain linear head, the
     model is not FSDP-sharded, and the one-time probe agrees; ``"keep"`` does the same and passes
     ``keep_softmax=True`` (see :func:`~rho.loss.linear_token_loss`); ``"off"`` always uses the logits.
-    ``backend`` and ``uniform_grad`` (True when every labelled token will get the same weight, as
-    in CLM: the fused backward then costs what the dense one does) are passed to
-    :func:`~rho.loss.linear_token_loss`.
+    ``backend`` (``auto``: rho's torch path; ``cce`` / ``liger``: a CUDA kernel, see
+    :mod:`rho.linear_backends`) and ``uniform_grad`` (True when every labelled token will get the
+    same weight, as in CLM: the fused backward then costs what the dense one does) are passed to
+    :func:`~rho.loss.linear_token_loss`.  A named kernel that cannot run on the head's device, is not
+    installed, or cannot do what ``mode`` asks (``keep``; cce with a biased head) raises
+    ``ValueError`` here, before any step.
     """
 
     def __init__(
@@ -90,6 +93,19 @@ class HeadLoss:
             self.reason = (
                 "the model is FSDP-sharded" if sharded else "the output head is not a plain nn.Linear"
             )
+        if self.head is not None and backend not in ("auto", "torch"):
+            from rho.linear_backends import pick  # imported when used, as rho.loss does
+
+            pick(backend, self.head.weight.device)  # raises when it cannot run here
+            if self.keep_softmax:
+                raise ValueError(
+                    f"fused_loss=keep keeps the softmax for rho's own backward; fused_backend={backend} "
+                    "has none: use fused_backend=auto with fused_loss=keep"
+                )
+            if backend == "cce" and self.head.bias is not None:
+                raise ValueError(
+                    "fused_backend=cce has no bias term and this head has one: use liger or auto"
+                )
 
     @property
     def fused(self) -> bool:
@@ -120,7 +136,10 @@ class HeadLoss:
             self.reason = "the model's logits are not head(hidden states) (post-processed logits)"
             log.warning("per-token loss from the logits: %s", self.reason)
         else:
-            log.info("per-token loss fused from the last hidden states (no logits tensor)")
+            backend = "torch" if self.backend in ("auto", "torch") else self.backend
+            log.info(
+                "per-token loss fused from the last hidden states (no logits tensor; backend %s)", backend
+            )
 
     def hidden(self, model: nn.Module, input_ids: torch.Tensor, **kwargs: Any) -> torch.Tensor | None:
         """The last hidden states of ``model`` on ``input_ids`` (head skipped), or None to use logits."""

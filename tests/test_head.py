@@ -130,11 +130,10 @@ def _train_slm(tmp_path, **runs: dict) -> None:
         train(base_config(tmp_path, out_dir=str(tmp_path / name), **common, **overrides))
 
 
-def test_training_with_the_fused_loss_matches_the_logits_path(tmp_path, monkeypatch):
+def test_training_with_the_fused_loss_matches_the_logits_path(tmp_path):
     from _helpers_train import final_state
 
-    # rho's own fused path (a CUDA kernel backend sums in its own order: the next test)
-    monkeypatch.setattr("rho.linear_backends.pick", lambda name, device: "torch")
+    # rho's own fused path (fused_backend=auto; a CUDA kernel sums in its own order: the next test)
     _train_slm(tmp_path, a={}, b={"fused_loss": "off"}, c={"fused_loss": "keep"})
     a, b, c = (final_state(tmp_path / d) for d in "abc")
     assert a.keys() == b.keys() == c.keys()
@@ -150,9 +149,27 @@ def test_training_with_a_cuda_kernel_backend_follows_the_logits_path(tmp_path):
     from rho.linear_backends import available
     from rho.train.metrics import read_log
 
-    if not (available("cce") or available("liger")):
+    kernels = [k for k in ("cce", "liger") if available(k)]
+    if not kernels:
         pytest.skip("no CUDA kernel backend installed")
-    _train_slm(tmp_path, a={}, b={"fused_loss": "off"})
-    la, lb = ([r["loss"] for r in read_log(tmp_path / d / "log.jsonl") if "loss" in r] for d in "ab")
-    assert len(la) == len(lb) == 3
-    torch.testing.assert_close(torch.tensor(la), torch.tensor(lb), rtol=1e-3, atol=1e-4)
+    _train_slm(tmp_path, off={"fused_loss": "off"}, **{k: {"fused_backend": k} for k in kernels})
+    losses = {
+        d: [r["loss"] for r in read_log(tmp_path / d / "log.jsonl") if "loss" in r] for d in ["off", *kernels]
+    }
+    for k in kernels:
+        assert len(losses[k]) == len(losses["off"]) == 3
+        torch.testing.assert_close(torch.tensor(losses[k]), torch.tensor(losses["off"]), rtol=1e-3, atol=1e-4)
+
+
+def test_a_named_kernel_that_cannot_run_is_refused_before_any_step(caplog):
+    model = _model()
+    with pytest.raises(ValueError, match="needs CUDA"):
+        HeadLoss(model, backend="cce")  # the model is on the CPU
+    with pytest.raises(ValueError, match="unknown"):
+        HeadLoss(model, backend="triton")
+    HeadLoss(model, "off", backend="cce")  # no fused loss, so no kernel to run: fine
+    hl = HeadLoss(model)  # auto: rho's torch path, named in the log
+    ids, labels = _batch()
+    with caplog.at_level(logging.INFO, logger="rho.head"):
+        hl(model, ids, labels)
+    assert "backend torch" in caplog.text

@@ -9,6 +9,7 @@ import rho.loss as loss_mod
 from rho.linear_backends import available, pick
 from rho.loss import (
     LossInputError,
+    _chunk_rows,
     clm_loss,
     linear_token_loss,
     masked_mean,
@@ -156,25 +157,44 @@ def test_bad_inputs_say_what_to_fix():
         linear_token_loss(hidden, weight.detach().bfloat16(), labels)
 
 
-def test_backend_choice_on_cpu_is_torch():
-    assert pick("auto", torch.device("cpu")) == "torch"
+def test_backend_choice_auto_is_the_torch_path_and_kernels_need_cuda():
+    # auto is rho's torch path on every device (faster than both kernels on an H200, and the only
+    # one with the sparse backward); a kernel runs only when named, on CUDA
+    for dev in ("cpu", "cuda"):
+        assert pick("auto", torch.device(dev)) == "torch"
+        assert pick("torch", torch.device(dev)) == "torch"
     with pytest.raises(ValueError, match="needs CUDA"):
         pick("cce", torch.device("cpu"))
     with pytest.raises(ValueError, match="unknown"):
         pick("triton", torch.device("cpu"))
 
 
-def test_cce_has_no_bias_so_auto_moves_on_and_a_named_cce_is_refused(monkeypatch):
-    # cut-cross-entropy 25.1 takes no bias (seen on an H200): route around it, never pass one.
+def test_cce_has_no_bias_so_a_named_cce_is_refused_and_auto_stays_on_torch(monkeypatch):
+    # cut-cross-entropy 25.1 takes no bias (seen on an H200): never pass one.
     import rho.linear_backends as lb
 
     hidden, weight, b, labels = _inputs(bias=True)
     flat_h, flat_y = hidden.reshape(-1, hidden.shape[-1]), labels.reshape(-1)
+    assert lb.fused_backend_loss("auto", flat_h, weight, b, flat_y, -100) is None  # torch path
     monkeypatch.setattr(lb, "pick", lambda name, device: "cce")
-    monkeypatch.setattr(lb, "available", lambda name: False)
     with pytest.raises(ValueError, match="no bias"):
         lb.fused_backend_loss("cce", flat_h, weight, b, flat_y, -100)
-    assert lb.fused_backend_loss("auto", flat_h, weight, b, flat_y, -100) is None  # torch path
+
+
+def test_keep_softmax_with_a_named_kernel_is_refused():
+    hidden, weight, _, labels = _inputs()
+    with pytest.raises(LossInputError, match="keep_softmax"):
+        linear_token_loss(hidden, weight, labels, backend="cce", keep_softmax=True)
+    out = linear_token_loss(hidden, weight, labels, backend="auto", keep_softmax=True)
+    torch.testing.assert_close(out, _dense(hidden, weight, None, labels), rtol=1e-5, atol=1e-5)
+
+
+def test_default_chunks_are_gpu_sized_on_cuda():
+    # H200, vocab 32000: 262-row chunks took 2.8x the dense time, 4096-row chunks 1.4x
+    assert _chunk_rows(None, 32000, torch.device("cpu")) == (1 << 23) // 32000 == 262
+    assert _chunk_rows(None, 32000, torch.device("cuda")) == (1 << 27) // 32000 == 4194
+    assert _chunk_rows(None, 10**7, torch.device("cpu")) == 16  # never fewer than 16 rows
+    assert _chunk_rows(7, 32000, torch.device("cuda")) == 7
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -81,6 +81,8 @@ def test_ratio_outside_unit_interval_is_refused(ratio) -> None:
         (dict(selection=dict(scope="rank")), "scope must be one of global, micro"),
         (dict(device="tpu"), "device must be one of"),
         (dict(model=""), "model is required"),
+        (dict(fused_backend="triton"), "fused_backend must be one of auto, torch, cce, liger"),
+        (dict(fused_loss="keep", fused_backend="cce"), "fused_loss=keep keeps the softmax"),
     ],
 )
 def test_bad_fields_are_refused_with_the_fix(changes, message) -> None:
@@ -159,3 +161,19 @@ def test_cli_overrides_set_selection_knobs_by_their_params_names() -> None:
         assert merge_overrides(BASE, {"ratio": 0.5})["selection"] == {"ratio": 0.5}
     with pytest.raises(ConfigError, match="only selection.<knob> may be dotted"):
         merge_overrides(BASE, {"lr.peak": 1.0})
+
+
+def test_fused_backend_default_is_left_out_of_the_saved_config_and_does_not_block_resuming() -> None:
+    cfg = TrainConfig(**BASE)
+    assert cfg.fused_backend == "auto" and "fused_backend" not in cfg.to_dict()
+    liger = TrainConfig(**BASE, fused_backend="liger")
+    assert liger.to_dict()["fused_backend"] == "liger"
+    assert TrainConfig.from_dict(liger.to_dict()) == liger
+    assert cfg.diff(liger) == {}  # an execution choice, like fused_loss: resuming across it is allowed
+
+
+def test_fused_backend_choices_are_the_loss_backends() -> None:
+    from rho.linear_backends import BACKENDS
+    from rho.train.config import FUSED_BACKENDS
+
+    assert FUSED_BACKENDS == BACKENDS

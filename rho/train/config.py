@@ -56,6 +56,10 @@ LEGACY_SELECTION_KEYS = {
     "reweight_temperature": "temperature",
 }
 FUSED_LOSS_MODES = ("auto", "keep", "off")
+#: ``fused_backend``: the kernel of the fused loss, ``rho.linear_backends.BACKENDS`` (not imported
+#: here, so that stages reading only the config do not depend on it): ``auto`` (rho's torch path)
+#: or a CUDA kernel by name.
+FUSED_BACKENDS = ("auto", "torch", "cce", "liger")
 #: ``sparse_backward``: ``exact`` (the head's backward skips unselected tokens, exactly; layers
 #: dense) or ``layers`` (also the layers' weight gradients, an approximation: rho.train.sparse_layers).
 SPARSE_BACKWARD_MODES = ("exact", "layers")
@@ -73,6 +77,7 @@ RESUME_FREE_FIELDS = (
     "device",
     "dist_backend",
     "fused_loss",
+    "fused_backend",
 )
 
 
@@ -95,8 +100,11 @@ class TrainConfig:
     ``sparse_backward``: ``exact`` (default; the fused head's backward visits only the selected
     tokens and every gradient is exact) or ``layers`` (SLM only: the Collider approximation, every
     linear layer of the transformer also drops the unselected tokens' rows from its weight gradient;
-    see :mod:`rho.train.sparse_layers`).  At its default it is left out of :meth:`to_dict`, so the
-    saved config of a run without it is what it was before the field existed.
+    see :mod:`rho.train.sparse_layers`).  ``fused_backend``: ``auto`` (default; rho's chunked torch
+    path, the one with the sparse backward) or ``cce`` / ``liger`` (CUDA kernels that hold less
+    memory and compute every token's gradient; :mod:`rho.linear_backends`).  At their defaults these
+    two are left out of :meth:`to_dict`, so the saved config of a run without them is what it was
+    before the fields existed.
     """
 
     # what to train, on what
@@ -132,6 +140,7 @@ class TrainConfig:
     # execution
     chunk_size: int | None = None
     fused_loss: str = "auto"
+    fused_backend: str = "auto"
     sparse_backward: str = "exact"
     device: str = "auto"
     dtype: str = "auto"
@@ -171,6 +180,12 @@ class TrainConfig:
                 "(score random needs none)"
             )
         _choice("fused_loss", self.fused_loss, FUSED_LOSS_MODES)
+        _choice("fused_backend", self.fused_backend, FUSED_BACKENDS)
+        if self.fused_loss == "keep" and self.fused_backend not in ("auto", "torch"):
+            raise ConfigError(
+                f"fused_loss=keep keeps the softmax for rho's own backward; fused_backend={self.fused_backend} "
+                "has none: use fused_backend=auto with fused_loss=keep"
+            )
         _choice("sparse_backward", self.sparse_backward, SPARSE_BACKWARD_MODES)
         if self.sparse_backward == "layers" and self.objective != "slm":
             raise ConfigError(
@@ -240,8 +255,9 @@ class TrainConfig:
         """Plain-JSON dict of every field (tuples become lists, ``selection`` a nested dict)."""
         d = dataclasses.asdict(self)
         d["betas"] = list(self.betas)
-        if d["sparse_backward"] == "exact":  # the default: saved configs stay as they were before it
-            del d["sparse_backward"]
+        for name, default in (("sparse_backward", "exact"), ("fused_backend", "auto")):
+            if d[name] == default:  # a later field at its default: saved configs stay as they were
+                del d[name]
         return d
 
     @classmethod

@@ -7,8 +7,13 @@ materialises its ``[tokens, vocab]`` logits; the loss is then :func:`rho.loss.li
 (training) or the scoring kernels of :mod:`rho.scoring` from the hidden states and the
 head's weight.  On first use a probe checks, on one short row, that the model's logits really are
 ``head(hidden)`` (no soft-capping, scaling or other post-processing); if not, or if the head is not
-a plain linear layer, or the model is FSDP-sharded, it falls back to the logits path and logs why,
-once.
+a plain linear layer, it falls back to the logits path and logs why, once.
+
+FSDP2 (``fully_shard`` on the decoder layers and the root, :func:`rho.train.distributed.wrap_model`)
+keeps the root's parameters, the head's among them, unsharded from the forward until the backward,
+so the head's weight read after the forward is the full tensor and its gradient is reduce-scattered
+with the root's (tested against one process with 2 gloo ranks).  A head whose weight is still a
+sharded ``DTensor`` after the forward (an FSDP unit of its own) falls back to the logits path.
 """
 
 from __future__ import annotations
@@ -57,11 +62,20 @@ def _capture(head: nn.Linear, skip_logits: bool) -> Iterator[dict[str, torch.Ten
         handle.remove()
 
 
+def _is_sharded(weight: torch.Tensor) -> bool:
+    """Whether ``weight`` is a distributed ``DTensor`` (an FSDP2 parameter while resharded)."""
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # a torch built without distributed support has no DTensor
+        return False
+    return isinstance(weight, DTensor)
+
+
 class HeadLoss:
     """Per-token float32 loss ``[B, T]`` of a model on aligned labels, fused when the head allows it.
 
-    ``mode="auto"`` uses the fused path when :func:`linear_head` finds a plain linear head, the
-    model is not FSDP-sharded, and the one-time probe agrees; ``"keep"`` does the same and passes
+    ``mode="auto"`` uses the fused path when :func:`linear_head` finds a plain linear head and the
+    one-time probe agrees (its weight unsharded after the forward, its logits ``head(hidden)``); ``"keep"`` does the same and passes
     ``keep_softmax=True`` (see :func:`~rho.loss.linear_token_loss`); ``"off"`` always uses the logits.
     ``backend`` (``auto``: rho's torch path; ``cce`` / ``liger``: a CUDA kernel, see
     :mod:`rho.linear_backends`) and ``uniform_grad`` (True when every labelled token will get the
@@ -76,7 +90,6 @@ class HeadLoss:
         model: nn.Module,
         mode: str = "auto",
         chunk_size: int | None = None,
-        sharded: bool = False,
         backend: str = "auto",
         uniform_grad: bool = False,
     ) -> None:
@@ -86,13 +99,11 @@ class HeadLoss:
         self.backend = backend
         self.uniform_grad = uniform_grad
         self.keep_softmax = mode == "keep"
-        self.head = linear_head(model) if mode != "off" and not sharded else None
+        self.head = linear_head(model) if mode != "off" else None
         self._checked = False
         self.reason = "fused_loss=off" if mode == "off" else None
         if mode != "off" and self.head is None:
-            self.reason = (
-                "the model is FSDP-sharded" if sharded else "the output head is not a plain nn.Linear"
-            )
+            self.reason = "the output head is not a plain nn.Linear"
         if self.head is not None and backend not in ("auto", "torch"):
             from rho.linear_backends import pick  # imported when used, as rho.loss does
 
@@ -127,6 +138,11 @@ class HeadLoss:
         ):
             logits = model(input_ids=x).logits  # RNG forked: dropout here must not shift the run
         h = box.get("hidden")
+        if _is_sharded(head.weight):
+            self.head = None
+            self.reason = "the head's weight is still sharded after the forward (an FSDP unit of its own)"
+            log.warning("per-token loss from the logits: %s", self.reason)
+            return
         ok = h is not None and h.shape[:-1] == logits.shape[:-1]
         if ok:
             want = nn.functional.linear(h, head.weight, head.bias).float()
@@ -149,6 +165,11 @@ class HeadLoss:
             return None
         with _capture(self.head, skip_logits=True) as box:
             model(input_ids=input_ids, **kwargs)
+        if _is_sharded(self.head.weight):  # the probe saw it unsharded: the wrapping changed since
+            raise RuntimeError(
+                "the output head's weight is sharded after the forward, so the fused loss cannot read it; "
+                "wrap the head in the root FSDP unit (rho.train.distributed.wrap_model) or set fused_loss=off"
+            )
         return box["hidden"]
 
     def __call__(self, model: nn.Module, input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -98,6 +98,7 @@ def ddp_worker(rank: int, world: int, port: int, cfg: dict[str, Any], out: str) 
 
     Saves ``out/rank<r>.pt`` with this rank's global-scope token weights for step 0.
     """
+    import logging
     import os
 
     import torch
@@ -111,6 +112,9 @@ def ddp_worker(rank: int, world: int, port: int, cfg: dict[str, Any], out: str) 
         MASTER_PORT=str(port),
     )
     torch.set_num_threads(1)
+    # rho.head's one line on which loss path it took, to stderr (tests read it with capfd)
+    logging.getLogger("rho.head").setLevel(logging.INFO)
+    logging.getLogger("rho.head").addHandler(logging.StreamHandler())
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         from rho.train import TrainConfig, train

@@ -85,14 +85,42 @@ def test_post_processed_logits_fall_back_and_log_once(caplog):
     torch.testing.assert_close(a, token_loss(model(input_ids=ids).logits, labels))
 
 
-def test_heads_that_are_not_plain_linear_or_sharded_or_off_use_logits():
+def test_a_head_still_sharded_after_the_forward_falls_back_to_logits(monkeypatch, caplog):
+    # FSDP2 keeps the root's parameters (the head's) unsharded after the forward; a head wrapped as an
+    # FSDP unit of its own would be resharded, and its weight a DTensor the fused loss cannot use
+    model = _model()
+    ids, labels = _batch()
+    monkeypatch.setattr(head_mod, "_is_sharded", lambda w: w is model.lm_head.weight)
+    hl = HeadLoss(model)
+    with caplog.at_level(logging.INFO, logger="rho.head"):
+        got = hl(model, ids, labels)
+    assert not hl.fused and "still sharded" in hl.reason and "still sharded" in caplog.text
+    torch.testing.assert_close(got, token_loss(model(input_ids=ids).logits, labels))
+
+
+def test_is_sharded_recognises_a_dtensor():
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    assert not head_mod._is_sharded(torch.nn.Parameter(torch.zeros(4, 2)))
+    if dist.is_initialized():
+        pytest.skip("a process group is already initialised in this process")
+    dist.init_process_group("gloo", rank=0, world_size=1, store=dist.HashStore())
+    try:
+        mesh = init_device_mesh("cpu", (1,))
+        assert head_mod._is_sharded(distribute_tensor(torch.zeros(4, 2), mesh, [Shard(0)]))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_heads_that_are_not_plain_linear_or_off_use_logits():
     model = _model()
 
     class MyHead(torch.nn.Linear):
         pass
 
     assert linear_head(model) is model.lm_head
-    assert HeadLoss(model, sharded=True).reason == "the model is FSDP-sharded"
     assert HeadLoss(model, "off").reason == "fused_loss=off"
     model.lm_head = MyHead(32, 97, bias=False)
     hl = HeadLoss(model)

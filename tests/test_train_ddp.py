@@ -36,9 +36,13 @@ def _run_two_ranks(cfg: dict, out) -> None:
 
 @pytest.mark.parametrize(
     ("parallel", "micro", "accum"),
-    [("ddp", 1, 2), ("fsdp", 2, 1)],  # ddp: with accumulation, so the no-grad scoring pass runs under DDP
+    [
+        ("ddp", 1, 2),
+        ("fsdp", 2, 1),
+        ("fsdp", 1, 2),
+    ],  # ddp: with accumulation, so the no-grad scoring pass runs under DDP
 )
-def test_two_ranks_global_selection_equal_one_process(data, tmp_path, parallel, micro, accum) -> None:
+def test_two_ranks_global_selection_equal_one_process(data, tmp_path, capfd, parallel, micro, accum) -> None:
     common = dict(
         objective="slm",
         scores=str(data / "scores"),
@@ -58,6 +62,8 @@ def test_two_ranks_global_selection_equal_one_process(data, tmp_path, parallel, 
         parallel=parallel,
     )
     _run_two_ranks(dist_cfg, tmp_path)
+    # both ranks took the fused loss (FSDP2 leaves the root's head unsharded after the forward)
+    assert capfd.readouterr().err.count("per-token loss fused from the last hidden states") == 2
     one = base_config(data, **common, micro_batch_size=4, out_dir=str(tmp_path / "one"))
     train(one)
 

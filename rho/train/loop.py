@@ -203,7 +203,6 @@ def _train(cfg: TrainConfig, ctx: DistContext) -> TrainResult:
         model,
         cfg.fused_loss,
         chunk_size=cfg.chunk_size,
-        sharded=ctx.parallel == "fsdp" and ctx.is_distributed,
         backend=cfg.fused_backend,
         uniform_grad=objective.objective == "clm"
         or (objective.objective == "slm" and objective.selection.ratio >= 1.0),

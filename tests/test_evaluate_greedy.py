@@ -80,6 +80,13 @@ def test_common_prefix() -> None:
     assert common_prefix([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2
     assert common_prefix([[1, 2, 3]]) == 3
     assert common_prefix([[1], [2]]) == 0
+    # leave=1: every row keeps a token after the prefix (what the decoders pass)
+    assert common_prefix([[1, 2, 3], [1, 2, 4], [1, 2]], leave=1) == 1
+    assert common_prefix([[1, 2, 3], [1, 2, 3, 4]], leave=1) == 2
+    assert common_prefix([[1, 2, 3, 9], [1, 2, 3, 4]], leave=1) == 3
+    assert common_prefix([[1], [1]], leave=1) == 0
+    assert common_prefix([[], [1]], leave=1) == 0
+    assert common_prefix([], leave=1) == 0
 
 
 def test_hf_generator_uses_it_for_llama_and_matches_generate() -> None:

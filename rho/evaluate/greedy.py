@@ -160,8 +160,7 @@ class LlamaGreedy:
             return outs
         if any(len(p) == 0 for p in prompts):
             raise ValueError("every prompt needs at least one token")
-        c = common_prefix(prompts)
-        c = min(c, min(len(p) for p in prompts) - 1)  # every row keeps a suffix token to predict from
+        c = common_prefix(prompts, leave=1)  # every row keeps a suffix token to predict from
         s = max(len(p) for p in prompts) - c
         total = c + s + max_new_tokens
         dev = next(self.model.parameters()).device
@@ -194,15 +193,20 @@ class LlamaGreedy:
         return outs
 
 
-def common_prefix(rows: list[list[int]]) -> int:
-    """Length of the longest token prefix that every row shares (0 for no rows)."""
+def common_prefix(rows: list[list[int]], leave: int = 0) -> int:
+    """Length of the longest token prefix that every row shares (0 for no rows).
+
+    ``leave``: cap it so that every row keeps at least that many tokens after the prefix (the
+    decoders pass 1: each row needs a token of its own to predict from).
+    """
     if not rows:
         return 0
     first = rows[0]
     n = min(len(r) for r in rows)
+    cap = max(0, n - leave)
     for r in rows[1:]:
         k = 0
         while k < n and r[k] == first[k]:
             k += 1
         n = k
-    return n
+    return min(n, cap)

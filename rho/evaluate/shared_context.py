@@ -106,7 +106,7 @@ def shared_context_logliks(
         # the contexts' common prefix (a few-shot block) runs once, its cache copied to every row;
         # the cache then holds [prefix | padding | rest of context]: positions are explicit and
         # padding is masked, so this equals a left-padded batch of the whole contexts
-        common = min(common_prefix([c for _, c, _ in items]), min(len(c) for _, c, _ in items) - 1)
+        common = common_prefix([c for _, c, _ in items], leave=1)
         common = common if common >= MIN_SHARED_PREFIX and len(items) > 1 else 0
         cache = None
         if common:

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from rho.linear_backends import BACKENDS
+
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("dense", "fused", "dense sel", "fused sel")
 
@@ -135,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--backend",
         default="torch",
-        choices=["torch", "auto", "cce", "liger"],
+        choices=BACKENDS,
         help="linear_token_loss backend of the fused variants (cce/liger: CUDA kernels, when installed)",
     )
     p.add_argument("--reps", type=int, default=2)

@@ -104,19 +104,13 @@ class HeadLoss:
         self.reason = "fused_loss=off" if mode == "off" else None
         if mode != "off" and self.head is None:
             self.reason = "the output head is not a plain nn.Linear"
-        if self.head is not None and backend not in ("auto", "torch"):
+        # the kernel that will run (raises here, before any step, when a named one cannot)
+        self.kernel = None
+        if self.head is not None:
             from rho.linear_backends import pick  # imported when used, as rho.loss does
 
-            pick(backend, self.head.weight.device)  # raises when it cannot run here
-            if self.keep_softmax:
-                raise ValueError(
-                    f"fused_loss=keep keeps the softmax for rho's own backward; fused_backend={backend} "
-                    "has none: use fused_backend=auto with fused_loss=keep"
-                )
-            if backend == "cce" and self.head.bias is not None:
-                raise ValueError(
-                    "fused_backend=cce has no bias term and this head has one: use liger or auto"
-                )
+            bias = self.head.bias is not None
+            self.kernel = pick(backend, self.head.weight.device, bias=bias, keep_softmax=self.keep_softmax)
 
     @property
     def fused(self) -> bool:
@@ -152,9 +146,8 @@ class HeadLoss:
             self.reason = "the model's logits are not head(hidden states) (post-processed logits)"
             log.warning("per-token loss from the logits: %s", self.reason)
         else:
-            backend = "torch" if self.backend in ("auto", "torch") else self.backend
             log.info(
-                "per-token loss fused from the last hidden states (no logits tensor; backend %s)", backend
+                "per-token loss fused from the last hidden states (no logits tensor; backend %s)", self.kernel
             )
 
     def hidden(self, model: nn.Module, input_ids: torch.Tensor, **kwargs: Any) -> torch.Tensor | None:

@@ -55,15 +55,24 @@ def available(name: str) -> bool:
     raise ValueError(f"unknown linear-loss backend {name!r}; choose one of {BACKENDS}")
 
 
-def pick(name: str, device: torch.device) -> str:
+def pick(name: str, device: torch.device, *, bias: bool = False, keep_softmax: bool = False) -> str:
     """The backend to run for ``name`` on ``device``: ``auto`` and ``torch`` give ``"torch"``.
 
-    A named kernel needs CUDA tensors and the package installed; otherwise ``ValueError`` says so.
+    A named kernel must be able to do what is asked: it has no ``keep_softmax`` (that is rho's own
+    backward), cce takes no bias (``bias``: the head has one; cut-cross-entropy 25.1, seen on an
+    H200), and it needs CUDA tensors and the package installed.  Otherwise ``ValueError`` says why.
     """
     if name not in BACKENDS:
         raise ValueError(f"unknown linear-loss backend {name!r}; choose one of {BACKENDS}")
     if name in ("torch", "auto"):
         return "torch"
+    if keep_softmax:
+        raise ValueError(
+            f"keep_softmax (fused_loss=keep) keeps the softmax for rho's own backward; backend {name!r} "
+            "has none: use backend='auto' (fused_backend=auto)"
+        )
+    if name == "cce" and bias:
+        raise ValueError("backend 'cce' has no bias term; use backend='liger' or 'torch' for a biased head")
     if device.type != "cuda":
         raise ValueError(f"backend {name!r} needs CUDA tensors; use backend='torch' (or 'auto') on {device}")
     if not available(name):
@@ -81,10 +90,7 @@ def fused_backend_loss(
     ignore_index: int,
 ) -> torch.Tensor | None:
     """Per-row float32 loss ``[N]`` (0 where ignored) from a CUDA kernel, or None to use torch."""
-    chosen = pick(name, hidden.device)
-    if chosen == "cce" and bias is not None:
-        # cut-cross-entropy's linear_cross_entropy takes no bias (25.1; seen on an H200)
-        raise ValueError("backend 'cce' has no bias term; use backend='liger' or 'torch' for a biased head")
+    chosen = pick(name, hidden.device, bias=bias is not None)
     if chosen == "torch":
         return None
     if chosen == "cce":

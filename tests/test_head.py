@@ -195,6 +195,8 @@ def test_a_named_kernel_that_cannot_run_is_refused_before_any_step(caplog):
         HeadLoss(model, backend="cce")  # the model is on the CPU
     with pytest.raises(ValueError, match="unknown"):
         HeadLoss(model, backend="triton")
+    with pytest.raises(ValueError, match="keep_softmax"):  # whatever the device: no kernel keeps it
+        HeadLoss(model, "keep", backend="liger")
     HeadLoss(model, "off", backend="cce")  # no fused loss, so no kernel to run: fine
     hl = HeadLoss(model)  # auto: rho's torch path, named in the log
     ids, labels = _batch()
